@@ -43,6 +43,13 @@ void AtomicFile::pad_to(uint64_t alignment) {
   }
 }
 
+void AtomicFile::rewrite_at(uint64_t offset, const void* data, size_t n) {
+  if (offset + n > offset_ || std::fseek(file_, static_cast<long>(offset), SEEK_SET) != 0 ||
+      std::fwrite(data, 1, n, file_) != n || std::fseek(file_, 0, SEEK_END) != 0) {
+    fail("{}: rewrite at offset {} failed: {}", path_, offset, std::strerror(errno));
+  }
+}
+
 void AtomicFile::commit() {
   if (std::fflush(file_) != 0 || ::fsync(::fileno(file_)) != 0) fail("{}: flush failed: {}", path_, std::strerror(errno));
   if (std::fclose(file_) != 0) {

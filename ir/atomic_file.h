@@ -19,6 +19,8 @@ class AtomicFile {
   void write(const void* data, size_t n);
   void pad_to(uint64_t alignment);  // zero bytes up to the next multiple of `alignment`
   uint64_t offset() const { return offset_; }
+  // Overwrites bytes already written (a header whose checksums are known only at the end).
+  void rewrite_at(uint64_t offset, const void* data, size_t n);
   void commit();  // flush, fsync, close, rename
 
   const std::string& path() const { return path_; }

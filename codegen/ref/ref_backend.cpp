@@ -1,0 +1,232 @@
+// Reference semantics of every op in ir/ops.def. Shapes use the IR's letters: T tokens in this step, D/N/K
+// feature counts, V vocabulary, d head dimension. Activations are row-major [T, N] f32 buffers.
+#include "codegen/ref/ref_backend.h"
+
+#include "ir/error.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+namespace bitnet::ref {
+namespace {
+
+float half_to_float(uint16_t h) {
+  uint32_t sign = static_cast<uint32_t>(h & 0x8000) << 16, exponent = (h >> 10) & 0x1F, mantissa = h & 0x3FF, bits;
+  if (exponent == 0x1F) bits = sign | 0x7F800000u | (mantissa << 13);
+  else if (exponent) bits = sign | ((exponent + 112) << 23) | (mantissa << 13);
+  else {
+    float f = std::ldexp(static_cast<float>(mantissa), -24);
+    std::memcpy(&bits, &f, 4);
+    bits |= sign;
+  }
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+// Row r of a float matrix weight as f32.
+void weight_row(const WeightView& w, int64_t r, int64_t k, float* out) {
+  if (w.type->dtype == ir::DType::F16) {
+    const uint8_t* p = w.data + 2 * r * k;
+    for (int64_t i = 0; i < k; ++i) out[i] = half_to_float(static_cast<uint16_t>(p[2 * i] | (p[2 * i + 1] << 8)));
+  } else {
+    std::memcpy(out, w.data + 4 * r * k, static_cast<size_t>(k) * 4);
+  }
+}
+
+const float* f32_weight(const WeightView& w) { return reinterpret_cast<const float*>(w.data); }
+
+int ternary(const uint8_t* row, int64_t i) { return ((row[i / 4] >> (2 * (i % 4))) & 3) - 1; }
+
+// BitNet b1.58 activation quantization of one row (spec 4.9): per-token absmax to int8, round half to even.
+float quantize_row_int8(const float* x, int64_t k, int8_t* q) {
+  double amax = 1e-5;
+  for (int64_t i = 0; i < k; ++i) amax = std::max(amax, static_cast<double>(std::fabs(x[i])));
+  float a = static_cast<float>(127.0 / amax);
+  for (int64_t i = 0; i < k; ++i) q[i] = static_cast<int8_t>(std::clamp(std::nearbyint(x[i] * a), -128.0f, 127.0f));
+  return a;
+}
+
+void bitlinear(const float* x, int64_t T, int64_t K, const WeightView& w, int64_t N, bool int8_act, float* y) {
+  const bool packed = w.type->dtype == ir::DType::T2;
+  const int64_t stride = t2_row_bytes(K);
+  float scale = 1;
+  if (packed) std::memcpy(&scale, w.data + N * stride, 4);
+  std::vector<int8_t> q(static_cast<size_t>(K));
+  for (int64_t t = 0; t < T; ++t) {
+    const float* xt = x + t * K;
+    float a = int8_act ? quantize_row_int8(xt, K, q.data()) : 1.0f;
+    for (int64_t n = 0; n < N; ++n) {
+      if (packed && int8_act) {
+        const uint8_t* row = w.data + n * stride;
+        int32_t acc = 0;
+        for (int64_t i = 0; i < K; ++i) acc += ternary(row, i) * q[i];
+        y[t * N + n] = static_cast<float>(acc) / a * scale;
+      } else if (packed) {
+        const uint8_t* row = w.data + n * stride;
+        double acc = 0;
+        for (int64_t i = 0; i < K; ++i) acc += ternary(row, i) * static_cast<double>(xt[i]);
+        y[t * N + n] = static_cast<float>(acc * scale);
+      } else {
+        const float* row = f32_weight(w) + n * K;
+        double acc = 0;
+        for (int64_t i = 0; i < K; ++i) acc += static_cast<double>(row[i]) * (int8_act ? q[i] : xt[i]);
+        y[t * N + n] = int8_act ? static_cast<float>(acc) / a : static_cast<float>(acc);
+      }
+    }
+  }
+}
+
+void rope(float* x, const int32_t* pos, int64_t T, int64_t features, int64_t d, float base, const float* freq_factors) {
+  const int64_t half = d / 2;
+  for (int64_t t = 0; t < T; ++t)
+    for (int64_t h = 0; h < features / d; ++h) {
+      float* head = x + t * features + h * d;
+      for (int64_t i = 0; i < half; ++i) {
+        // As HF computes it: inv_freq in f32, theta = p * inv_freq in f32.
+        float inv_freq = 1.0f / std::pow(base, static_cast<float>(2 * i) / static_cast<float>(d));
+        if (freq_factors) inv_freq /= freq_factors[i];
+        float theta = static_cast<float>(pos[t]) * inv_freq;
+        float c = std::cos(theta), s = std::sin(theta);
+        float a = head[i], b = head[i + half];
+        head[i] = a * c - b * s;
+        head[i + half] = b * c + a * s;
+      }
+    }
+}
+
+void attention(const float* q, const float* k, const float* v, const int32_t* pos, const int32_t* seq, int64_t T,
+               int64_t layer, int64_t n_head, int64_t n_head_kv, KvCache& cache, float* out) {
+  const int64_t q_dim = n_head * (cache.kv_dim() / n_head_kv), d = q_dim / n_head, kv_dim = cache.kv_dim();
+  for (int64_t t = 0; t < T; ++t) {  // all writes first: tokens of this step attend to each other
+    std::memcpy(cache.k(layer, seq[t], pos[t]), k + t * kv_dim, static_cast<size_t>(kv_dim) * 4);
+    std::memcpy(cache.v(layer, seq[t], pos[t]), v + t * kv_dim, static_cast<size_t>(kv_dim) * 4);
+  }
+  const double inv_sqrt_d = 1.0 / std::sqrt(static_cast<double>(d));
+  std::vector<double> scores;
+  for (int64_t t = 0; t < T; ++t)
+    for (int64_t h = 0; h < n_head; ++h) {
+      const int64_t kv_head = h / (n_head / n_head_kv), n_pos = pos[t] + 1;
+      const float* qh = q + t * q_dim + h * d;
+      scores.assign(static_cast<size_t>(n_pos), 0.0);
+      double max_score = -INFINITY;
+      for (int64_t j = 0; j < n_pos; ++j) {
+        const float* kj = cache.k(layer, seq[t], j) + kv_head * d;
+        double s = 0;
+        for (int64_t i = 0; i < d; ++i) s += static_cast<double>(qh[i]) * kj[i];
+        scores[j] = s * inv_sqrt_d;
+        max_score = std::max(max_score, scores[j]);
+      }
+      double sum = 0;
+      for (auto& s : scores) sum += (s = std::exp(s - max_score));
+      float* o = out + t * q_dim + h * d;
+      for (int64_t i = 0; i < d; ++i) {
+        double acc = 0;
+        for (int64_t j = 0; j < n_pos; ++j) acc += scores[j] * cache.v(layer, seq[t], j)[kv_head * d + i];
+        o[i] = static_cast<float>(acc / sum);
+      }
+    }
+}
+
+}  // namespace
+
+KvCache::KvCache(int64_t n_layer, int64_t n_seq, int64_t n_ctx, int64_t kv_dim)
+    : n_layer_(n_layer), n_seq_(n_seq), n_ctx_(n_ctx), kv_dim_(kv_dim),
+      k_(static_cast<size_t>(n_layer * n_seq * n_ctx * kv_dim)), v_(k_.size()) {}
+
+Executor::Executor(const ir::Module& module, std::vector<WeightView> weights)
+    : m_(module), weights_(std::move(weights)), buffers_(module.values.size()) {
+  if (weights_.size() != m_.weights.size()) fail("ref backend: {} weights bound but the module declares {}", weights_.size(), m_.weights.size());
+}
+
+std::span<const float> Executor::run(const StepInputs& in, KvCache& cache) {
+  const int64_t T = static_cast<int64_t>(in.tokens.size());
+  auto i32_input = [&](int value) -> const int32_t* {
+    for (size_t i = 0; i < m_.inputs.size(); ++i) {
+      if (m_.inputs[i] == value) return i == 0 ? in.tokens.data() : i == 1 ? in.pos.data() : in.seq.data();
+    }
+    fail("ref backend: %{} is not an i32 input", m_.values[value].name);
+  };
+  for (const ir::Node& node : m_.nodes) {
+    const int64_t N = m_.values[node.result].type.dims.back();
+    auto& out = buffers_[node.result];
+    out.assign(static_cast<size_t>(T * N), 0.0f);
+    float* y = out.data();
+    auto x = [&](size_t i) { return buffers_[node.operands[i]].data(); };
+    auto features = [&](size_t i) { return m_.values[node.operands[i]].type.dims.back(); };
+    auto w = [&](size_t i) -> const WeightView& { return weights_[node.weights[i]]; };
+    switch (node.op) {
+      case ir::Op::Embed: {
+        const int32_t* tokens = i32_input(node.operands[0]);
+        for (int64_t t = 0; t < T; ++t) weight_row(w(0), tokens[t], N, y + t * N);
+        break;
+      }
+      case ir::Op::RmsNorm: {
+        const float* weight = f32_weight(w(0));
+        const float eps = static_cast<float>(m_.attr_float(node, "eps"));
+        for (int64_t t = 0; t < T; ++t) {
+          const float* row = x(0) + t * N;
+          double sum = 0;
+          for (int64_t i = 0; i < N; ++i) sum += static_cast<double>(row[i]) * row[i];
+          float scale = 1.0f / std::sqrt(static_cast<float>(sum / N) + eps);
+          for (int64_t i = 0; i < N; ++i) y[t * N + i] = row[i] * scale * weight[i];
+        }
+        break;
+      }
+      case ir::Op::BitLinear:
+        bitlinear(x(0), T, features(0), w(0), N, m_.attr_string(node, "act_quant") == "int8_token", y);
+        break;
+      case ir::Op::MatMul: {
+        const int64_t K = features(0);
+        std::vector<float> row(static_cast<size_t>(K));
+        for (int64_t n = 0; n < N; ++n) {
+          weight_row(w(0), n, K, row.data());
+          for (int64_t t = 0; t < T; ++t) {
+            const float* xt = x(0) + t * K;
+            double acc = 0;
+            for (int64_t i = 0; i < K; ++i) acc += static_cast<double>(xt[i]) * row[i];
+            y[t * N + n] = static_cast<float>(acc);
+          }
+        }
+        break;
+      }
+      case ir::Op::Scale: {
+        const float s = f32_weight(w(0))[0];
+        for (int64_t i = 0; i < T * N; ++i) y[i] = x(0)[i] * s;
+        break;
+      }
+      case ir::Op::AddBias:
+        for (int64_t t = 0; t < T; ++t)
+          for (int64_t i = 0; i < N; ++i) y[t * N + i] = x(0)[t * N + i] + f32_weight(w(0))[i];
+        break;
+      case ir::Op::Rope:
+        std::memcpy(y, x(0), static_cast<size_t>(T * N) * 4);
+        rope(y, i32_input(node.operands[1]), T, N, m_.attr_int(node, "head_dim"), static_cast<float>(m_.attr_float(node, "base")),
+             node.weights.empty() ? nullptr : f32_weight(w(0)));
+        break;
+      case ir::Op::Attention:
+        attention(x(0), x(1), x(2), i32_input(node.operands[3]), i32_input(node.operands[4]), T, m_.attr_int(node, "layer"),
+                  m_.attr_int(node, "n_head"), m_.attr_int(node, "n_head_kv"), cache, y);
+        break;
+      case ir::Op::Add:
+        for (int64_t i = 0; i < T * N; ++i) y[i] = x(0)[i] + x(1)[i];
+        break;
+      case ir::Op::Mul:
+        for (int64_t i = 0; i < T * N; ++i) y[i] = x(0)[i] * x(1)[i];
+        break;
+      case ir::Op::Relu2:
+        for (int64_t i = 0; i < T * N; ++i) {
+          float r = std::max(x(0)[i], 0.0f);
+          y[i] = r * r;
+        }
+        break;
+      case ir::Op::Silu:
+        for (int64_t i = 0; i < T * N; ++i) y[i] = x(0)[i] / (1.0f + std::exp(-x(0)[i]));
+        break;
+    }
+  }
+  return buffers_[m_.output];
+}
+
+}  // namespace bitnet::ref

@@ -1,0 +1,29 @@
+// The whole `bitnetc compile` pipeline for one GGUF: recognise, lower, and write the bundle (meta, tokenizer,
+// IR text, plan, weights) for a target. Shared by `bitnetc compile` and by `bitnet-run model.gguf`.
+#pragma once
+
+#include "frontend/lower.h"
+
+#include <functional>
+#include <string>
+
+namespace bitnet {
+
+struct CompileOptions {
+  std::string target = "ref";
+  LowerOptions lower;
+};
+
+struct CompileReport {
+  uint64_t bundle_bytes = 0;
+  size_t n_ops = 0, n_weights = 0;
+  std::vector<std::string> notes;
+};
+
+CompileReport compile_gguf(const std::string& gguf_path, const std::string& bundle_path, const CompileOptions& options,
+                           const std::function<void(size_t, size_t)>& progress = {});
+
+// The IR of a GGUF as lowered, without writing anything (dump-ir).
+std::string lowered_ir_text(const std::string& gguf_path, const LowerOptions& options);
+
+}  // namespace bitnet

@@ -1,0 +1,97 @@
+// The graph IR: a module holds named weights (@name, a dtype and a shape) and one function of SSA values
+// (%name) computed by ops from ir/ops.def. Shapes list dimensions outermost first; the leading dimension of
+// activations is the symbolic T (tokens in this step). Weight matrices are [N, K]: N output rows of K inputs.
+// Nodes are kept in a valid execution order; the verifier checks that and every op's operand kinds, counts,
+// attributes and result type.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+namespace bitnet::ir {
+
+enum class Op {
+#define OP(Name, text, n_values, min_w, max_w, attrs, summary) Name,
+#include "ir/ops.def"
+};
+
+struct OpInfo {
+  Op op;
+  const char* text;
+  int n_values, min_weights, max_weights;
+  const char* attributes;  // "name:kind ..."
+  const char* summary;
+};
+const OpInfo& op_info(Op op);
+std::optional<Op> op_from_text(std::string_view text);
+const std::vector<OpInfo>& all_ops();
+
+enum class DType { F32, F16, I32, T2 };  // T2: ternary, 2-bit codes + one f32 scale per tensor
+const char* dtype_name(DType d);
+std::optional<DType> dtype_from_name(std::string_view name);
+
+inline constexpr int64_t kSymbolicT = -1;  // the T dimension
+
+struct Type {
+  DType dtype = DType::F32;
+  std::vector<int64_t> dims;  // kSymbolicT for T
+  bool operator==(const Type&) const = default;
+};
+std::string type_to_string(const Type& t);
+
+using Attr = std::variant<int64_t, double, std::string>;
+using Attrs = std::map<std::string, Attr>;
+
+struct Value {
+  std::string name;  // without '%'
+  Type type;
+  int producer = -1;  // node index, or -1 for a function input
+};
+
+struct Weight {
+  std::string name;  // without '@'
+  Type type;
+};
+
+struct Node {
+  Op op;
+  std::vector<int> operands;  // value ids
+  std::vector<int> weights;   // weight ids
+  Attrs attrs;
+  int result = -1;            // value id
+};
+
+struct Module {
+  std::vector<Weight> weights;
+  std::vector<Value> values;
+  std::vector<Node> nodes;   // in execution order
+  std::vector<int> inputs;   // value ids
+  int output = -1;           // value id
+  std::string func_name = "step";
+
+  int add_weight(const std::string& name, Type type);
+  int add_input(const std::string& name, Type type);
+  // Appends a node; its result type comes from the op's shape rule (throws on a bad operand).
+  int add_node(Op op, std::vector<int> operands, std::vector<int> weights, Attrs attrs, const std::string& name);
+  std::optional<int> find_weight(std::string_view name) const;
+
+  int64_t attr_int(const Node& n, const std::string& key) const;
+  double attr_float(const Node& n, const std::string& key) const;
+  const std::string& attr_string(const Node& n, const std::string& key) const;
+};
+
+// The result type an op produces from its operands (throws bitnet::Error naming the op and the operand).
+Type infer_type(const Module& m, const Node& node);
+
+// Checks the whole module; throws bitnet::Error quoting the offending node's text line.
+void verify(const Module& m);
+
+std::string print(const Module& m);
+// Parses printed IR; `source` names the text in messages (a file name or "<bundle>").
+Module parse(std::string_view text, const std::string& source);
+
+}  // namespace bitnet::ir

@@ -1,0 +1,83 @@
+#include "runtime/model.h"
+
+#include "ir/error.h"
+
+namespace bitnet {
+
+std::unique_ptr<Model> Model::load(const std::string& path) {
+  auto bundle = Bundle::open(path);
+  if (bundle.target() != "ref") {
+    fail("{}: target: the bundle was compiled for '{}' but this runtime executes 'ref' bundles (recompile with --target ref)", path, bundle.target());
+  }
+  std::unique_ptr<Model> m(new Model(std::move(bundle)));
+  const Bundle& b = m->bundle_;
+  try {
+    m->meta_ = nlohmann::json::parse(b.section_text("meta"));
+    (void)m->n_vocab();
+    (void)m->n_ctx_train();
+  } catch (const nlohmann::json::exception& e) {
+    fail("{}: section 'meta': {}", path, e.what());
+  }
+  m->module_ = ir::parse(b.section_text("ir"), path + ":ir");
+  m->tokenizer_ = std::make_unique<Tokenizer>(TokenizerVocab::deserialize(b.section("tokenizer"), path + ":tokenizer"));
+
+  auto weights = b.section("weights");
+  nlohmann::json plan;
+  try {
+    plan = nlohmann::json::parse(b.section_text("plan"));
+  } catch (const nlohmann::json::exception& e) {
+    fail("{}: section 'plan': {}", path, e.what());
+  }
+  const auto& table = plan.at("weights");
+  if (!table.is_array() || table.size() != m->module_.weights.size()) {
+    fail("{}: section 'plan': weight table has {} entries but the IR declares {} weights", path, table.size(), m->module_.weights.size());
+  }
+  for (size_t i = 0; i < table.size(); ++i) {
+    const auto& w = m->module_.weights[i];
+    uint64_t offset = table[i].at("offset").get<uint64_t>(), nbytes = table[i].at("nbytes").get<uint64_t>();
+    if (table[i].at("name").get<std::string>() != w.name) fail("{}: section 'plan': entry {} names '{}' but the IR has @{}", path, i, table[i].at("name").get<std::string>(), w.name);
+    if (nbytes != weight_nbytes(w.type)) fail("{}: weight @{}: {} bytes but its type {} needs {}", path, w.name, nbytes, ir::type_to_string(w.type), weight_nbytes(w.type));
+    if (offset > weights.size() || nbytes > weights.size() - offset) fail("{}: weight @{}: [{}, +{}) is outside the weights section", path, w.name, offset, nbytes);
+    if (offset % 4 != 0) fail("{}: weight @{}: offset {} is misaligned", path, w.name, offset);
+    m->weights_.push_back({&w.type, weights.data() + offset});
+    m->weight_bytes_ += nbytes;
+  }
+  if (static_cast<int64_t>(m->tokenizer_->vocab_size()) > m->n_vocab()) {
+    fail("{}: tokenizer has {} tokens but the model's vocabulary is {}", path, m->tokenizer_->vocab_size(), m->n_vocab());
+  }
+  return m;
+}
+
+namespace {
+int64_t kv_dim_of(const ir::Module& m) {
+  for (auto& n : m.nodes) {
+    if (n.op == ir::Op::Attention) return m.values[n.operands[1]].type.dims[1];
+  }
+  return 0;
+}
+int64_t n_layers_of(const ir::Module& m) {
+  int64_t layers = 0;
+  for (auto& n : m.nodes) {
+    if (n.op == ir::Op::Attention) layers = std::max(layers, m.attr_int(n, "layer") + 1);
+  }
+  return layers;
+}
+}  // namespace
+
+Engine::Engine(const Model& model, int64_t n_ctx, int64_t n_seq)
+    : model_(model), cache_(n_layers_of(model.module()), n_seq, n_ctx, kv_dim_of(model.module())), executor_(model.module(), model.weights()) {
+  if (n_ctx < 1) fail("-c/--ctx-size: {} must be at least 1", n_ctx);
+  if (n_seq < 1) fail("sequence slots: {} must be at least 1", n_seq);
+}
+
+std::span<const float> Engine::step(std::span<const int32_t> tokens, std::span<const int32_t> pos, std::span<const int32_t> seq) {
+  if (tokens.size() != pos.size() || tokens.size() != seq.size() || tokens.empty()) fail("step: tokens, positions and slots must be non-empty and of equal length");
+  for (size_t t = 0; t < tokens.size(); ++t) {
+    if (tokens[t] < 0 || tokens[t] >= model_.n_vocab()) fail("token id {} is outside the vocabulary [0, {})", tokens[t], model_.n_vocab());
+    if (pos[t] < 0 || pos[t] >= n_ctx()) fail("position {} is outside the context of {} tokens (-c)", pos[t], n_ctx());
+    if (seq[t] < 0 || seq[t] >= n_seq()) fail("sequence slot {} is outside [0, {})", seq[t], n_seq());
+  }
+  return executor_.run({tokens, pos, seq}, cache_);
+}
+
+}  // namespace bitnet
