@@ -323,6 +323,10 @@ void File::parse() {
     }
     expected = (t->offset + t->nbytes + alignment_ - 1) / alignment_ * alignment_;
   }
+  // Spec 1.2: the data section holds every tensor padded to the alignment, the last one included.
+  if (!by_offset.empty() && expected > data_size) {
+    fail("{}: tensor '{}': its padding to the alignment {} runs past the end of the file", path_, by_offset.back()->name, alignment_);
+  }
 }
 
 const Value* File::find(std::string_view key) const {

@@ -35,6 +35,21 @@ std::optional<float> ternary_scale(const std::vector<float>& values) {
   return s;
 }
 
+// Packs ternary x scale values (already checked) into the t2 layout (ir/weight_layout.h).
+void pack_t2(const float* values, int64_t n, int64_t k, float scale, uint8_t* out) {
+  const int64_t stride = t2_row_bytes(k);
+  std::memset(out, 0, static_cast<size_t>(n * stride));
+  for (int64_t r = 0; r < n; ++r) {
+    const float* row = values + r * k;
+    uint8_t* codes = out + r * stride;
+    for (int64_t c = 0; c < k; ++c) {
+      int code = row[c] > 0 ? 2 : row[c] < 0 ? 0 : 1;
+      codes[c >> 2] |= static_cast<uint8_t>(code << (2 * (c & 3)));
+    }
+  }
+  std::memcpy(out + n * stride, &scale, 4);
+}
+
 class Lowerer {
  public:
   Lowerer(const gguf::File& file, const LowerOptions& options, LoweredModel& out)
@@ -58,29 +73,27 @@ class Lowerer {
     return m_.add_weight(t->name, {ir::DType::F32, std::move(dims)});
   }
 
-  // A BitLinear matrix [N = ne1, K = ne0], packed as t2 when it is exactly ternary x scale. Decoding happens
-  // once here (to check) and again inside fill (to pack), so no tensor stays in memory between the two.
+  // A BitLinear matrix [N = ne1, K = ne0], packed as t2 when it is exactly ternary x one scale. For the
+  // ternary formats that is known from the scales alone; float formats are decoded once to check. The
+  // packing itself happens inside fill, one tensor at a time.
   int bitlinear_weight(const gguf::TensorInfo* t) {
     const int64_t k = t->ne[0], n = t->ne[1];
     const gguf::File& file = file_;
-    auto values = decode_tensor(file, *t);
-    auto scale = ternary_scale(values);
+    std::optional<float> scale = format_scale(*t);
+    std::vector<float> values;
+    if (!scale) {
+      values = decode_tensor(file, *t);
+      scale = ternary_scale(values);
+    }
     if (scale && *scale > 0) {
       float s = *scale;
       out_.weights.push_back({t2_nbytes(n, k), [&file, t, s, n, k](uint8_t* out) {
                                 auto values = decode_tensor(file, *t);
-                                int64_t stride = t2_row_bytes(k);
-                                std::memset(out, 0, static_cast<size_t>(n * stride));
-                                for (int64_t r = 0; r < n; ++r)
-                                  for (int64_t c = 0; c < k; ++c) {
-                                    float v = values[r * k + c];
-                                    int code = v > 0 ? 2 : v < 0 ? 0 : 1;
-                                    out[r * stride + c / 4] |= static_cast<uint8_t>(code << (2 * (c % 4)));
-                                  }
-                                std::memcpy(out + n * stride, &s, 4);
+                                pack_t2(values.data(), n, k, s, out);
                               }});
       return m_.add_weight(t->name, {ir::DType::T2, {n, k}});
     }
+    if (values.empty()) values = decode_tensor(file, *t);
     for (float v : values) {
       if (!std::isfinite(v)) fail("{}: tensor '{}': contains NaN or Inf", file.path(), t->name);
     }
@@ -88,6 +101,29 @@ class Lowerer {
     uint64_t bytes = values.size() * 4;
     out_.weights.push_back({bytes, [values = std::move(values)](uint8_t* out) { std::memcpy(out, values.data(), values.size() * 4); }});
     return m_.add_weight(t->name, {ir::DType::F32, {n, k}});
+  }
+
+  // The per-tensor scale of a ternary format when every block carries the same one (always for I2_S), read
+  // without decoding the codes; nullopt for float formats or differing block scales.
+  std::optional<float> format_scale(const gguf::TensorInfo& t) const {
+    const uint8_t* data = file_.tensor_data(t);
+    auto f16_at = [](const uint8_t* p) { return f16_to_f32(static_cast<uint16_t>(p[0] | (p[1] << 8))); };
+    std::optional<float> scale;
+    if (t.type == TensorType::I2_S) {
+      float s;
+      std::memcpy(&s, data + t.n_elements() / 4, 4);
+      scale = s;
+    } else if (t.type == TensorType::TQ2_0 || t.type == TensorType::TQ1_0) {
+      const int64_t block_bytes = type_traits(t.type).block_bytes, blocks = t.n_elements() / 256;
+      scale = f16_at(data + block_bytes - 2);
+      for (int64_t b = 1; b < blocks; ++b) {
+        if (f16_at(data + b * block_bytes + block_bytes - 2) != *scale) return std::nullopt;
+      }
+    }
+    if (scale && !(std::isfinite(*scale) && *scale > 0)) {
+      fail("{}: tensor '{}': scale {} is not a positive finite number", file_.path(), t.name, *scale);
+    }
+    return scale;
   }
 
   // BitLinear, then the optional output scale and bias (the fork's order, spec 4.8).
