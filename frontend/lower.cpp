@@ -38,7 +38,7 @@ std::optional<float> ternary_scale(const std::vector<float>& values) {
 // Packs ternary x scale values (already checked) into the t2 layout (ir/weight_layout.h).
 void pack_t2(const float* values, int64_t n, int64_t k, float scale, uint8_t* out) {
   const int64_t stride = t2_row_bytes(k);
-  std::memset(out, 0, static_cast<size_t>(n * stride));
+  std::memset(out, 0, static_cast<size_t>(t2_nbytes(n, k)));
   for (int64_t r = 0; r < n; ++r) {
     const float* row = values + r * k;
     uint8_t* codes = out + r * stride;
@@ -47,7 +47,7 @@ void pack_t2(const float* values, int64_t n, int64_t k, float scale, uint8_t* ou
       codes[c >> 2] |= static_cast<uint8_t>(code << (2 * (c & 3)));
     }
   }
-  std::memcpy(out + n * stride, &scale, 4);
+  for (int64_t r = 0; r < n; ++r) std::memcpy(out + t2_scales_offset(n, k) + 4 * r, &scale, 4);
 }
 
 class Lowerer {

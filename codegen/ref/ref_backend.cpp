@@ -51,8 +51,7 @@ float quantize_row_int8(const float* x, int64_t k, int8_t* q) {
 void bitlinear(const float* x, int64_t T, int64_t K, const WeightView& w, int64_t N, bool int8_act, float* y) {
   const bool packed = w.type->dtype == ir::DType::T2;
   const int64_t stride = t2_row_bytes(K);
-  float scale = 1;
-  if (packed) std::memcpy(&scale, w.data + N * stride, 4);
+  const float* scales = packed ? t2_scales(w.data, N, K) : nullptr;
   std::vector<int8_t> q(static_cast<size_t>(K));
   for (int64_t t = 0; t < T; ++t) {
     const float* xt = x + t * K;
@@ -62,12 +61,12 @@ void bitlinear(const float* x, int64_t T, int64_t K, const WeightView& w, int64_
         const uint8_t* row = w.data + n * stride;
         int32_t acc = 0;
         for (int64_t i = 0; i < K; ++i) acc += ternary(row, i) * q[i];
-        y[t * N + n] = static_cast<float>(acc) / a * scale;
+        y[t * N + n] = static_cast<float>(acc) / a * scales[n];
       } else if (packed) {
         const uint8_t* row = w.data + n * stride;
         double acc = 0;
         for (int64_t i = 0; i < K; ++i) acc += ternary(row, i) * static_cast<double>(xt[i]);
-        y[t * N + n] = static_cast<float>(acc * scale);
+        y[t * N + n] = static_cast<float>(acc * scales[n]);
       } else {
         const float* row = f32_weight(w) + n * K;
         double acc = 0;
