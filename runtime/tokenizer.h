@@ -55,13 +55,15 @@ class Tokenizer {
   Tokenizer(Tokenizer&&) noexcept;
   Tokenizer& operator=(Tokenizer&&) noexcept;
 
-  // Text → ids. add_bos prepends BOS unconditionally (even when the text itself produced one). With
+  // Text → ids. add_bos prepends BOS (when the vocabulary has one) unconditionally, even when the text
+  // itself produced one: llama.cpp does the same and never drops a user's token. With
   // parse_special, exact occurrences of CONTROL and USER_DEFINED token texts become those ids; without
-  // it all text is plain. Any byte string is accepted: invalid UTF-8 bytes are kept (see tokenizer.cpp).
+  // it all text is plain (llama.cpp would still match USER_DEFINED texts; Llama-3 has none). Any byte
+  // string is accepted: invalid UTF-8 bytes are kept as byte tokens (see tokenizer.cpp).
   std::vector<int32_t> encode(std::string_view text, bool add_bos, bool parse_special) const;
 
-  // The raw bytes of one token (GPT-2 byte mapping reversed). CONTROL tokens give their text only when
-  // render_special is set, otherwise nothing; out-of-range ids throw bitnet::Error.
+  // The raw bytes of one token (GPT-2 byte mapping reversed). CONTROL and USER_DEFINED tokens are their
+  // literal text, CONTROL ones only when render_special is set (else nothing); a bad id throws bitnet::Error.
   std::string token_to_piece(int32_t id, bool render_special) const;
   // Concatenated pieces. Tokens may end in the middle of a UTF-8 character, so the result can be invalid
   // UTF-8 (as with llama.cpp's detokenizer); it is returned byte for byte, never repaired.
@@ -100,13 +102,16 @@ class Tokenizer {
     int32_t result;
   };
 
+  void choose_pre_tokenizer();
+  void index_tokens();
+  void index_merges();
   std::string_view piece(int32_t id, bool render_special) const;
   void encode_plain(std::string_view text, std::vector<int32_t>& out, Scratch& scratch) const;
   void encode_pretoken(std::string_view bytes, std::vector<int32_t>& out, Scratch& scratch) const;
   int32_t find_piece(std::string_view bytes) const;  // -1 when no BPE-able token has these bytes
   const MergeSlot* find_merge(int32_t left, int32_t right) const;  // nullptr when the pair never merges
-  void add_piece(int32_t id);
-  void add_merge(int32_t left, int32_t right, int32_t rank, int32_t result);
+  size_t piece_slot(std::string_view bytes, uint64_t hash) const;  // the slot holding bytes, or the empty one
+  size_t merge_slot(uint64_t key) const;                            // likewise for a pair key
 
   TokenizerVocab vocab_;
   std::string pre_;

@@ -231,8 +231,10 @@ TEST_CASE("tokenizer: any bytes round-trip; streaming holds back partial charact
 TEST_CASE("tokenizer: huge pre-tokens are fast and correct", "[tokenizer]") {
   if (!bitnet::test::have_shared(kVocab)) return;
   const Tokenizer& t = llama3();
-  for (char c : {'a', ' ', '7', '!', '\n'}) {
-    std::string text(1 << 20, c);
+  // One 512 KB pre-token each (BPE over half a million symbols), a space run ended by a letter (the
+  // regex backtracks one character), and text that is all invalid UTF-8.
+  for (std::string text : {std::string(1 << 19, 'a'), std::string(1 << 19, '!'), std::string(1 << 19, '7'),
+                           std::string(1 << 19, ' ') + "x", std::string(1 << 19, '\n') + " x", std::string(1 << 19, '\xff')}) {
     std::vector<int32_t> ids = t.encode(text, false, false);
     CHECK(t.decode(ids, false) == text);
   }
@@ -380,4 +382,24 @@ TEST_CASE("tokenizer: GGUF keys are type-checked", "[tokenizer]") {
   bare.write((dir / "bare.gguf").string());
   CHECK_THROWS_WITH(read((dir / "bare.gguf").string()), Contains("bare.gguf") && Contains("tokenizer.ggml.model"));
   fs::remove_all(dir);
+}
+
+TEST_CASE("tokenizer: the golden models' 771-token vocabulary", "[tokenizer]") {
+  const char* model = "golden/p1-gqa/model-f32.gguf";
+  if (!bitnet::test::have_shared(model)) return;
+  TokenizerVocab v = bitnet::read_tokenizer_vocab(bitnet::gguf::File::open(bitnet::test::shared_testdata(model)));
+  CHECK(v.tokens.size() == 771);
+  CHECK(v.merges.size() == 698);
+  Tokenizer t(std::move(v));
+  CHECK(t.notes().empty());
+  CHECK(t.bos() == 768);
+  CHECK(t.add_bos());  // no add_bos_token key: llama-bpe's default
+  CHECK(t.is_eog(769));
+  CHECK(t.is_eog(770));
+  const std::string text = "The quick brown fox, naïve café — 12345!\n";
+  std::vector<int32_t> ids = t.encode(text, true, false);
+  CHECK(ids.front() == 768);
+  CHECK(std::all_of(ids.begin() + 1, ids.end(), [](int32_t id) { return id >= 0 && id < 768; }));
+  CHECK(t.decode(ids, false) == text);
+  CHECK(t.encode_chat({{"user", "hi"}}, true).back() == 220);  // "Assistant: " ends in the space token
 }
