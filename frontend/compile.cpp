@@ -7,9 +7,58 @@
 
 #include <nlohmann/json.hpp>
 
+#include <cstring>
 #include <filesystem>
+#include <map>
 
 namespace bitnet {
+namespace {
+
+// Rows of each source stacked: t2 stacks the code rows, then the scales; float types stack rows.
+void concatenate(const ir::Type& merged, const std::vector<ir::Type>& types, const std::vector<const WeightPayload*>& sources,
+                 uint8_t* out) {
+  std::vector<uint8_t> buffer;
+  const int64_t n = merged.dims[0], k = merged.dims[1];
+  int64_t row = 0;
+  for (size_t i = 0; i < sources.size(); ++i) {
+    const int64_t rows = types[i].dims[0];
+    buffer.assign(sources[i]->nbytes, 0);
+    sources[i]->fill(buffer.data());
+    if (merged.dtype == ir::DType::T2) {
+      std::memcpy(out + row * t2_row_bytes(k), buffer.data(), static_cast<size_t>(rows * t2_row_bytes(k)));
+      std::memcpy(out + t2_scales_offset(n, k) + 4 * row, buffer.data() + t2_scales_offset(rows, k), static_cast<size_t>(rows) * 4);
+    } else {
+      std::memcpy(out + row * (buffer.size() / rows), buffer.data(), buffer.size());
+    }
+    row += rows;
+  }
+}
+
+// Payloads for the optimized module's weights. A concatenated weight is built from its sources' payloads;
+// then the provenance is dropped and the sources pruned, so the bundle's IR declares only what it reads.
+std::vector<WeightPayload> materialize_weights(ir::Module& m, const std::map<std::string, const WeightPayload*>& payload_of) {
+  std::map<std::string, WeightPayload> by_name;
+  for (const auto& w : m.weights) {
+    if (w.concat_of.empty()) {
+      by_name[w.name] = *payload_of.at(w.name);
+      continue;
+    }
+    std::vector<ir::Type> types;
+    std::vector<const WeightPayload*> sources;
+    for (int s : w.concat_of) {
+      types.push_back(m.weights[s].type);
+      sources.push_back(payload_of.at(m.weights[s].name));
+    }
+    by_name[w.name] = {weight_nbytes(w.type), [merged = w.type, types, sources](uint8_t* out) { concatenate(merged, types, sources, out); }};
+  }
+  for (auto& w : m.weights) w.concat_of.clear();
+  m.prune_weights();
+  std::vector<WeightPayload> out;
+  for (const auto& w : m.weights) out.push_back(by_name.at(w.name));
+  return out;
+}
+
+}  // namespace
 
 CompileReport compile_gguf(const std::string& gguf_path, const std::string& bundle_path, const CompileOptions& options,
                            const std::function<void(size_t, size_t)>& progress) {
@@ -20,6 +69,17 @@ CompileReport compile_gguf(const std::string& gguf_path, const std::string& bund
   LoweredModel lowered = lower_model(file, options.lower);
   TokenizerVocab vocab = read_tokenizer_vocab(file);
   const HParams& hp = lowered.hparams;
+  CompileReport report;
+  report.n_ops_lowered = lowered.module.nodes.size();
+
+  // Payloads by weight name: passes renumber and merge weights, names stay.
+  std::map<std::string, const WeightPayload*> payload_of;
+  for (size_t i = 0; i < lowered.weights.size(); ++i) payload_of[lowered.module.weights[i].name] = &lowered.weights[i];
+  passes::PassContext context;
+  ir::Module& module = lowered.module;
+  report.passes = passes::run_pipeline(module, options.pipeline.value_or(passes::default_pipeline(options.target)), options.printing, context);
+  report.remarks = context.remarks;
+  std::vector<WeightPayload> payloads = materialize_weights(module, payload_of);
 
   nlohmann::json meta{{"arch", hp.arch}, {"name", hp.name}, {"n_vocab", hp.n_vocab}, {"n_ctx_train", hp.n_ctx_train},
                       {"n_embd", hp.n_embd}, {"n_layer", hp.n_layer}, {"n_ff", hp.n_ff}, {"n_head", hp.n_head},
@@ -30,22 +90,21 @@ CompileReport compile_gguf(const std::string& gguf_path, const std::string& bund
   nlohmann::json table = nlohmann::json::array();
   uint64_t offset = 0;
   std::vector<uint64_t> offsets;
-  for (size_t i = 0; i < lowered.weights.size(); ++i) {
-    const auto& w = lowered.module.weights[i];
-    if (lowered.weights[i].nbytes != weight_nbytes(w.type)) fail("internal: weight @{} payload size mismatch", w.name);
+  for (size_t i = 0; i < payloads.size(); ++i) {
+    const auto& w = module.weights[i];
+    if (payloads[i].nbytes != weight_nbytes(w.type)) fail("internal: weight @{} payload size mismatch", w.name);
     offsets.push_back(offset);
-    table.push_back({{"name", w.name}, {"offset", offset}, {"nbytes", lowered.weights[i].nbytes}});
-    offset = (offset + lowered.weights[i].nbytes + kBundleAlignment - 1) / kBundleAlignment * kBundleAlignment;
+    table.push_back({{"name", w.name}, {"offset", offset}, {"nbytes", payloads[i].nbytes}});
+    offset = (offset + payloads[i].nbytes + kBundleAlignment - 1) / kBundleAlignment * kBundleAlignment;
   }
-  nlohmann::json plan{{"weights", table}, {"n_ops", lowered.module.nodes.size()}};
+  nlohmann::json plan{{"weights", table}, {"n_ops", module.nodes.size()}};
 
   BundleWriter writer(options.target, "bitnetc " BITNETC_VERSION);
   writer.add_section("meta", meta.dump(1));
   auto vocab_bytes = vocab.serialize();
   writer.add_section("tokenizer", std::string(vocab_bytes.begin(), vocab_bytes.end()));
-  writer.add_section("ir", ir::print(lowered.module));
+  writer.add_section("ir", ir::print(module));
   writer.add_section("plan", plan.dump(1));
-  const auto& payloads = lowered.weights;
   writer.add_section("weights", offset, [&](uint8_t* out) {
     for (size_t i = 0; i < payloads.size(); ++i) {
       payloads[i].fill(out + offsets[i]);
@@ -53,17 +112,19 @@ CompileReport compile_gguf(const std::string& gguf_path, const std::string& bund
     }
   });
   writer.write(bundle_path);
-  CompileReport report;
   report.bundle_bytes = std::filesystem::file_size(bundle_path);
-  report.n_ops = lowered.module.nodes.size();
-  report.n_weights = lowered.module.weights.size();
+  report.n_ops = module.nodes.size();
+  report.n_weights = module.weights.size();
   report.notes = lowered.notes;
   return report;
 }
 
-std::string lowered_ir_text(const std::string& gguf_path, const LowerOptions& options) {
+std::string lowered_ir_text(const std::string& gguf_path, const LowerOptions& options, const std::vector<std::string>& pipeline) {
   auto file = gguf::File::open(gguf_path);
-  return ir::print(lower_model(file, options).module);
+  ir::Module module = lower_model(file, options).module;
+  passes::PassContext context;
+  passes::run_pipeline(module, pipeline, {}, context);
+  return ir::print(module);
 }
 
 }  // namespace bitnet

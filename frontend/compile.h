@@ -3,6 +3,9 @@
 #pragma once
 
 #include "frontend/lower.h"
+#include "passes/pass_manager.h"
+
+#include <optional>
 
 #include <functional>
 #include <string>
@@ -12,18 +15,23 @@ namespace bitnet {
 struct CompileOptions {
   std::string target = "ref";
   LowerOptions lower;
+  std::optional<std::vector<std::string>> pipeline;  // default: the target's pipeline
+  passes::PipelineOptions printing;
 };
 
 struct CompileReport {
   uint64_t bundle_bytes = 0;
-  size_t n_ops = 0, n_weights = 0;
-  std::vector<std::string> notes;
+  size_t n_ops_lowered = 0, n_ops = 0, n_weights = 0;
+  std::vector<passes::PassRun> passes;
+  std::vector<std::string> notes, remarks;
 };
 
 CompileReport compile_gguf(const std::string& gguf_path, const std::string& bundle_path, const CompileOptions& options,
                            const std::function<void(size_t, size_t)>& progress = {});
 
-// The IR of a GGUF as lowered, without writing anything (dump-ir).
-std::string lowered_ir_text(const std::string& gguf_path, const LowerOptions& options);
+// The IR of a GGUF as lowered, then after the passes of `pipeline` (none: as lowered), without writing
+// anything (dump-ir).
+std::string lowered_ir_text(const std::string& gguf_path, const LowerOptions& options,
+                            const std::vector<std::string>& pipeline = {});
 
 }  // namespace bitnet

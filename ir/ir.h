@@ -55,6 +55,9 @@ struct Value {
 struct Weight {
   std::string name;  // without '@'
   Type type;
+  // Compile-time provenance: the rows of these weights, in order (a merged Q/K/V matrix). The bundle writer
+  // materializes the concatenation and drops the provenance; printed as `= concat(@a, @b)`.
+  std::vector<int> concat_of;
 };
 
 struct Node {
@@ -78,6 +81,10 @@ struct Module {
   // Appends a node; its result type comes from the op's shape rule (throws on a bad operand).
   int add_node(Op op, std::vector<int> operands, std::vector<int> weights, Attrs attrs, const std::string& name);
   std::optional<int> find_weight(std::string_view name) const;
+  // Drops weights no node (and no concatenation) refers to, renumbering the rest; returns how many went.
+  size_t prune_weights();
+  // Drops values no node, input or output refers to, renumbering the rest (after passes removed nodes).
+  void compact_values();
 
   int64_t attr_int(const Node& n, const std::string& key) const;
   double attr_float(const Node& n, const std::string& key) const;
@@ -86,6 +93,9 @@ struct Module {
 
 // The result type an op produces from its operands (throws bitnet::Error naming the op and the operand).
 Type infer_type(const Module& m, const Node& node);
+
+// Checks a concatenated weight's sources against its type.
+void verify_concat(const Module& m, const Weight& w);
 
 // Checks the whole module; throws bitnet::Error quoting the offending node's text line.
 void verify(const Module& m);

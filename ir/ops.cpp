@@ -78,6 +78,54 @@ std::optional<int> Module::find_weight(std::string_view name) const {
   return std::nullopt;
 }
 
+size_t Module::prune_weights() {
+  std::vector<bool> used(weights.size(), false);
+  for (auto& n : nodes)
+    for (int w : n.weights) used[w] = true;
+  for (size_t i = weights.size(); i-- > 0;)  // sources of a used concatenation are used
+    if (used[i])
+      for (int s : weights[i].concat_of) used[s] = true;
+  std::vector<int> remap(weights.size(), -1);
+  std::vector<Weight> kept;
+  for (size_t i = 0; i < weights.size(); ++i) {
+    if (!used[i]) continue;
+    remap[i] = static_cast<int>(kept.size());
+    kept.push_back(std::move(weights[i]));
+  }
+  size_t removed = weights.size() - kept.size();
+  for (auto& w : kept)
+    for (int& s : w.concat_of) s = remap[s];
+  for (auto& n : nodes)
+    for (int& w : n.weights) w = remap[w];
+  weights = std::move(kept);
+  return removed;
+}
+
+void Module::compact_values() {
+  std::vector<bool> used(values.size(), false);
+  for (int i : inputs) used[i] = true;
+  if (output >= 0) used[output] = true;
+  for (auto& n : nodes) {
+    used[n.result] = true;
+    for (int v : n.operands) used[v] = true;
+  }
+  std::vector<int> remap(values.size(), -1);
+  std::vector<Value> kept;
+  for (size_t i = 0; i < values.size(); ++i) {
+    if (!used[i]) continue;
+    remap[i] = static_cast<int>(kept.size());
+    kept.push_back(std::move(values[i]));
+  }
+  values = std::move(kept);
+  for (int& i : inputs) i = remap[i];
+  if (output >= 0) output = remap[output];
+  for (size_t k = 0; k < nodes.size(); ++k) {
+    nodes[k].result = remap[nodes[k].result];
+    values[nodes[k].result].producer = static_cast<int>(k);
+    for (int& v : nodes[k].operands) v = remap[v];
+  }
+}
+
 int64_t Module::attr_int(const Node& n, const std::string& key) const { return std::get<int64_t>(n.attrs.at(key)); }
 double Module::attr_float(const Node& n, const std::string& key) const { return std::get<double>(n.attrs.at(key)); }
 const std::string& Module::attr_string(const Node& n, const std::string& key) const {
@@ -238,6 +286,14 @@ Type infer_type(const Module& m, const Node& node) {
     case Op::Silu:
       r.activation(0);
       return r.value(0);
+    case Op::Slice: {
+      r.activation(0);
+      int64_t begin = std::get<int64_t>(node.attrs.at("begin")), size = std::get<int64_t>(node.attrs.at("size"));
+      if (begin < 0 || size < 1 || begin + size > r.value(0).dims[1]) {
+        r.bad(fmt::format("[{}, {}) is not inside the {} columns", begin, begin + size, r.value(0).dims[1]));
+      }
+      return activation(size);
+    }
   }
   r.bad("unknown op");
 }

@@ -31,7 +31,11 @@ bool is_name_char(char c) { return std::isalnum(static_cast<unsigned char>(c)) |
 
 std::string print(const Module& m) {
   std::string out;
-  for (auto& w : m.weights) out += fmt::format("weight @{} : {}\n", w.name, type_to_string(w.type));
+  for (auto& w : m.weights) {
+    out += fmt::format("weight @{} : {}", w.name, type_to_string(w.type));
+    for (size_t i = 0; i < w.concat_of.size(); ++i) out += fmt::format("{}@{}", i ? ", " : " = concat(", m.weights[w.concat_of[i]].name);
+    out += w.concat_of.empty() ? "\n" : ")\n";
+  }
   if (!m.weights.empty()) out += "\n";
   out += fmt::format("func @{}(", m.func_name);
   for (size_t i = 0; i < m.inputs.size(); ++i) {
@@ -211,7 +215,24 @@ class Parser {
     expect(':');
     Type t = type();
     if (m_.find_weight(n)) error(fmt::format("weight @{} is declared twice", n));
-    m_.add_weight(n, t);
+    int id = m_.add_weight(n, t);
+    if (try_consume('=')) {
+      expect_word("concat");
+      expect('(');
+      do {
+        expect('@');
+        std::string source = name();
+        auto s = m_.find_weight(source);
+        if (!s || *s == id) error(fmt::format("concat: @{} is not a weight declared before @{}", source, n));
+        m_.weights[id].concat_of.push_back(*s);
+      } while (try_consume(','));
+      expect(')');
+      try {
+        verify_concat(m_, m_.weights[id]);
+      } catch (const Error& e) {
+        error(e.what());
+      }
+    }
   }
   void define(const std::string& n, int id) {
     if (!names_.emplace(n, id).second) error(fmt::format("value %{} is defined twice", n));
@@ -292,6 +313,19 @@ class Parser {
 
 }  // namespace
 
+void verify_concat(const Module& m, const Weight& w) {
+  int64_t rows = 0;
+  for (int s : w.concat_of) {
+    const Type& t = m.weights.at(s).type;
+    if (t.dtype != w.type.dtype || t.dims.size() != 2 || w.type.dims.size() != 2 || t.dims[1] != w.type.dims[1]) {
+      fail("weight @{}: concat source @{} has type {}, expected {}[N, {}]", w.name, m.weights[s].name, type_to_string(t),
+           dtype_name(w.type.dtype), w.type.dims.size() == 2 ? w.type.dims[1] : 0);
+    }
+    rows += t.dims[0];
+  }
+  if (!w.concat_of.empty() && rows != w.type.dims[0]) fail("weight @{}: concat sources have {} rows, the type says {}", w.name, rows, w.type.dims[0]);
+}
+
 Module parse(std::string_view text, const std::string& source) {
   Module m = Parser(text, source).run();
   verify(m);
@@ -304,7 +338,12 @@ void verify(const Module& m) {
     return s;
   };
   std::set<std::string> names, weight_names;
-  for (auto& w : m.weights) {
+  for (size_t i = 0; i < m.weights.size(); ++i) {
+    const Weight& w = m.weights[i];
+    for (int s : w.concat_of) {
+      if (s < 0 || s >= static_cast<int>(i)) fail("verify: weight @{}: concat sources must be declared before it", w.name);
+    }
+    verify_concat(m, w);
     if (!weight_names.insert(w.name).second) fail("verify: weight @{} is declared twice", w.name);
     if (w.type.dtype == DType::T2 && w.type.dims.size() != 2) fail("verify: weight @{}: t2 weights must be matrices", w.name);
     for (auto d : w.type.dims) {

@@ -223,6 +223,11 @@ std::span<const float> Executor::run(const StepInputs& in, KvCache& cache) {
       case ir::Op::Silu:
         for (int64_t i = 0; i < T * N; ++i) y[i] = x(0)[i] / (1.0f + std::exp(-x(0)[i]));
         break;
+      case ir::Op::Slice: {
+        const int64_t begin = m_.attr_int(node, "begin"), K = features(0);
+        for (int64_t t = 0; t < T; ++t) std::memcpy(y + t * N, x(0) + t * K + begin, static_cast<size_t>(N) * 4);
+        break;
+      }
     }
   }
   return buffers_[m_.output];
