@@ -3,6 +3,7 @@
 #include "frontend/tokenizer_gguf.h"
 #include "ir/error.h"
 #include "ir/weight_layout.h"
+#include "passes/memory_plan.h"
 #include "runtime/bundle.h"
 
 #include <nlohmann/json.hpp>
@@ -97,7 +98,11 @@ CompileReport compile_gguf(const std::string& gguf_path, const std::string& bund
     table.push_back({{"name", w.name}, {"offset", offset}, {"nbytes", payloads[i].nbytes}});
     offset = (offset + payloads[i].nbytes + kBundleAlignment - 1) / kBundleAlignment * kBundleAlignment;
   }
-  nlohmann::json plan{{"weights", table}, {"n_ops", module.nodes.size()}};
+  passes::MemoryPlan memory = passes::plan_memory(module);
+  report.arena_bytes_per_token = static_cast<uint64_t>(memory.floats_per_token) * 4;
+  report.naive_bytes_per_token = static_cast<uint64_t>(memory.naive_floats_per_token) * 4;
+  nlohmann::json plan{{"weights", table}, {"n_ops", module.nodes.size()},
+                      {"arena", {{"floats_per_token", memory.floats_per_token}, {"offsets", memory.offsets}}}};
 
   BundleWriter writer(options.target, "bitnetc " BITNETC_VERSION);
   writer.add_section("meta", meta.dump(1));

@@ -24,6 +24,7 @@ struct CompileReport {
   size_t n_ops_lowered = 0, n_ops = 0, n_weights = 0;
   std::vector<passes::PassRun> passes;
   std::vector<std::string> notes, remarks;
+  uint64_t arena_bytes_per_token = 0, naive_bytes_per_token = 0;  // from the memory plan
 };
 
 CompileReport compile_gguf(const std::string& gguf_path, const std::string& bundle_path, const CompileOptions& options,

@@ -28,12 +28,17 @@ std::unique_ptr<Model> Model::load(const std::string& path) {
   } catch (const nlohmann::json::exception& e) {
     fail("{}: section 'plan': {}", path, e.what());
   }
+  if (!plan.is_object() || !plan.contains("weights")) fail("{}: section 'plan': no weight table", path);
   const auto& table = plan.at("weights");
   if (!table.is_array() || table.size() != m->module_.weights.size()) {
     fail("{}: section 'plan': weight table has {} entries but the IR declares {} weights", path, table.size(), m->module_.weights.size());
   }
   for (size_t i = 0; i < table.size(); ++i) {
     const auto& w = m->module_.weights[i];
+    if (!table[i].is_object() || !table[i].contains("offset") || !table[i].contains("nbytes") || !table[i].contains("name") ||
+        !table[i]["offset"].is_number_unsigned() || !table[i]["nbytes"].is_number_unsigned() || !table[i]["name"].is_string()) {
+      fail("{}: section 'plan': weight entry {} is malformed", path, i);
+    }
     uint64_t offset = table[i].at("offset").get<uint64_t>(), nbytes = table[i].at("nbytes").get<uint64_t>();
     if (table[i].at("name").get<std::string>() != w.name) fail("{}: section 'plan': entry {} names '{}' but the IR has @{}", path, i, table[i].at("name").get<std::string>(), w.name);
     if (nbytes != weight_nbytes(w.type)) fail("{}: weight @{}: {} bytes but its type {} needs {}", path, w.name, nbytes, ir::type_to_string(w.type), weight_nbytes(w.type));
@@ -41,6 +46,22 @@ std::unique_ptr<Model> Model::load(const std::string& path) {
     if (offset % 4 != 0) fail("{}: weight @{}: offset {} is misaligned", path, w.name, offset);
     m->weights_.push_back({&w.type, weights.data() + offset});
     m->weight_bytes_ += nbytes;
+  }
+  m->arena_ = ref::ArenaLayout::separate(m->module_);
+  if (plan.contains("arena")) try {  // the compiler's memory plan; bundles without one get a slot per value
+    const auto& arena = plan.at("arena");
+    ref::ArenaLayout layout;
+    layout.floats_per_token = arena.at("floats_per_token").get<int64_t>();
+    layout.offset.assign(m->module_.values.size(), -1);
+    const auto& offsets = arena.at("offsets");
+    for (auto& node : m->module_.nodes) {
+      const std::string& name = m->module_.values[node.result].name;
+      if (!offsets.contains(name)) fail("{}: section 'plan': the arena has no place for %{}", path, name);
+      layout.offset[node.result] = offsets.at(name).get<int64_t>();
+    }
+    m->arena_ = std::move(layout);
+  } catch (const nlohmann::json::exception& e) {
+    fail("{}: section 'plan': arena: {}", path, e.what());
   }
   if (static_cast<int64_t>(m->tokenizer_->vocab_size()) > m->n_vocab()) {
     fail("{}: tokenizer has {} tokens but the model's vocabulary is {}", path, m->tokenizer_->vocab_size(), m->n_vocab());
@@ -65,7 +86,7 @@ int64_t n_layers_of(const ir::Module& m) {
 }  // namespace
 
 Engine::Engine(const Model& model, int64_t n_ctx, int64_t n_seq)
-    : model_(model), cache_(n_layers_of(model.module()), n_seq, n_ctx, kv_dim_of(model.module())), executor_(model.module(), model.weights()) {
+    : model_(model), cache_(n_layers_of(model.module()), n_seq, n_ctx, kv_dim_of(model.module())), executor_(model.module(), model.weights(), model.arena_layout()) {
   if (n_ctx < 1) fail("-c/--ctx-size: {} must be at least 1", n_ctx);
   if (n_seq < 1) fail("sequence slots: {} must be at least 1", n_seq);
 }

@@ -31,6 +31,7 @@ class Model {
   int64_t n_vocab() const { return meta_.at("n_vocab").get<int64_t>(); }
   int64_t n_ctx_train() const { return meta_.at("n_ctx_train").get<int64_t>(); }
   uint64_t weight_bytes() const { return weight_bytes_; }
+  const ref::ArenaLayout& arena_layout() const { return arena_; }
 
  private:
   explicit Model(Bundle bundle) : bundle_(std::move(bundle)) {}
@@ -40,6 +41,7 @@ class Model {
   std::unique_ptr<Tokenizer> tokenizer_;
   std::vector<WeightView> weights_;
   uint64_t weight_bytes_ = 0;
+  ref::ArenaLayout arena_;
 };
 
 class Engine {

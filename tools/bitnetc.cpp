@@ -16,6 +16,7 @@ int main(int argc, char** argv) {
   };
   add(bitnet::tools::add_compile_command);
   add(bitnet::tools::add_dump_ir_command);
+  add(bitnet::tools::add_opt_command);
   add(bitnet::tools::add_inspect_command);
   add(bitnet::tools::add_tokenize_command);
   add(bitnet::tools::add_synth_command);

@@ -6,6 +6,7 @@
 #include "runtime/bundle.h"
 #include "tools/commands.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <fstream>
@@ -13,6 +14,26 @@
 
 namespace bitnet::tools {
 namespace {
+
+// --print-before=PASS, --print-after=PASS, --print-after-all, --time-passes (as LLVM's opt spells them).
+struct PipelineFlags {
+  std::vector<std::string> before, after;
+  bool after_all = false, time_passes = false;
+  passes::PipelineOptions options() const {
+    passes::PipelineOptions o;
+    for (auto& p : before) o.print_before.insert(passes::find_pass(p).name);
+    for (auto& p : after) o.print_after.insert(passes::find_pass(p).name);
+    o.print_after_all = after_all;
+    return o;
+  }
+};
+
+void add_pipeline_flags(CLI::App* cmd, PipelineFlags& flags) {
+  cmd->add_option("--print-before", flags.before, "print the IR before this pass (repeatable)");
+  cmd->add_option("--print-after", flags.after, "print the IR after this pass (repeatable)");
+  cmd->add_flag("--print-after-all", flags.after_all, "print the IR after every pass");
+  cmd->add_flag("--time-passes", flags.time_passes, "print each pass's time and op counts");
+}
 
 std::string act_quant_value(const std::string& flag) {
   if (flag == "int8-token" || flag == "int8_token") return "int8_token";
@@ -28,16 +49,39 @@ bool is_bundle(const std::string& path) {
   return std::memcmp(magic, kBundleMagic, 8) == 0;
 }
 
+void print_pass_runs(const CompileReport& report) {
+  std::fprintf(stderr, "%-16s %10s %8s %8s %s\n", "pass", "ms", "ops in", "ops out", "changed");
+  for (auto& run : report.passes) {
+    std::fprintf(stderr, "%-16s %10.3f %8zu %8zu %s\n", run.name.c_str(), run.ms, run.ops_before, run.ops_after, run.changed ? "yes" : "no");
+  }
+}
+
+void print_stats(const CompileReport& report) {
+  std::fprintf(stderr, "ops per step: %zu as lowered, %zu after the passes\n", report.n_ops_lowered, report.n_ops);
+  if (report.arena_bytes_per_token > 0) {
+    std::fprintf(stderr, "activation arena: %llu bytes per token (naive sum of all intermediates: %llu, %.1fx less)\n",
+                 static_cast<unsigned long long>(report.arena_bytes_per_token), static_cast<unsigned long long>(report.naive_bytes_per_token),
+                 static_cast<double>(report.naive_bytes_per_token) / static_cast<double>(report.arena_bytes_per_token));
+  }
+  for (auto& remark : report.remarks) std::fprintf(stderr, "  %s\n", remark.c_str());
+}
+
 }  // namespace
 
 Command add_compile_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("compile", "compile a GGUF into a bundle");
   struct Args {
     std::string model, out, target = "ref", act_quant = "int8-token", ffn_act;
+    std::optional<std::string> pipeline;
+    PipelineFlags printing;
+    bool stats = false;
   };
   auto a = std::make_shared<Args>();
   cmd->add_option("model", a->model, "model.gguf")->required();
   cmd->add_option("-o,--output", a->out, "output bundle")->required();
+  cmd->add_option("--passes", a->pipeline, "comma-separated pass pipeline instead of the target's (\"\" runs none)");
+  cmd->add_flag("--stats", a->stats, "print ops before/after the passes, per-pass time, arena size");
+  add_pipeline_flags(cmd, a->printing);
   cmd->add_option("--target", a->target, "ref (x86 and cuda later)");
   cmd->add_option("--act-quant", a->act_quant, "int8-token (the model's semantics) or none (float activations)");
   cmd->add_option("--ffn-act", a->ffn_act, "override the FFN activation: relu2 or silu");
@@ -46,14 +90,58 @@ Command add_compile_command(CLI::App& app) {
     options.target = a->target;
     options.lower.act_quant = act_quant_value(a->act_quant);
     options.lower.ffn_act = a->ffn_act;
+    if (a->pipeline) options.pipeline = passes::parse_pipeline(*a->pipeline);
+    options.printing = a->printing.options();
     auto start = std::chrono::steady_clock::now();
     Progress progress("compile");
     auto report = compile_gguf(a->model, a->out, options, [&](size_t d, size_t t) { progress.update(d, t); });
     progress.finish();
     double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     for (auto& note : report.notes) std::fprintf(stderr, "note: %s\n", note.c_str());
+    if (a->stats || a->printing.time_passes) print_pass_runs(report);
+    if (a->stats) print_stats(report);
     std::fprintf(stderr, "compiled %s -> %s: %zu ops, %zu weights, %.1f MB, %.1f s\n", a->model.c_str(), a->out.c_str(),
                  report.n_ops, report.n_weights, report.bundle_bytes / 1e6, seconds);
+    return 0;
+  };
+}
+
+Command add_opt_command(CLI::App& app) {
+  auto* cmd = app.add_subcommand("opt", "run passes on IR text: bitnetc opt in.ir -p pass1,pass2 [-o out.ir]");
+  struct Args {
+    std::string input, out, pipeline;
+    PipelineFlags printing;
+  };
+  auto a = std::make_shared<Args>();
+  cmd->add_option("input", a->input, "IR text file ('-' for stdin)")->required();
+  cmd->add_option("-p,--passes", a->pipeline, "comma-separated passes (\"\" runs none)")->required();
+  cmd->add_option("-o,--output", a->out, "write to a file instead of stdout");
+  add_pipeline_flags(cmd, a->printing);
+  return [a] {
+    std::string text;
+    if (a->input == "-") {
+      text.assign(std::istreambuf_iterator<char>(std::cin), {});
+    } else {
+      std::ifstream in(a->input, std::ios::binary);
+      if (!in) fail("{}: cannot open", a->input);
+      text.assign(std::istreambuf_iterator<char>(in), {});
+    }
+    ir::Module module = ir::parse(text, a->input == "-" ? "<stdin>" : a->input);
+    passes::PassContext context;
+    auto runs = passes::run_pipeline(module, passes::parse_pipeline(a->pipeline), a->printing.options(), context);
+    if (a->printing.time_passes) {
+      CompileReport report;
+      report.passes = runs;
+      print_pass_runs(report);
+    }
+    std::string out = ir::print(module);
+    if (a->out.empty()) {
+      std::cout << out;
+    } else {
+      AtomicFile file(a->out);
+      file.write(out.data(), out.size());
+      file.commit();
+    }
     return 0;
   };
 }
@@ -61,10 +149,12 @@ Command add_compile_command(CLI::App& app) {
 Command add_dump_ir_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("dump-ir", "print the IR of a GGUF (as lowered) or of a bundle (as stored)");
   struct Args {
-    std::string model, out, act_quant = "int8-token", ffn_act;
+    std::string model, out, act_quant = "int8-token", ffn_act, after, target = "ref";
   };
   auto a = std::make_shared<Args>();
   cmd->add_option("model", a->model, "model.gguf or model.bundle")->required();
+  cmd->add_option("--after", a->after, "GGUF input: run the target's pipeline up to and including this pass ('all' for the whole pipeline)");
+  cmd->add_option("--target", a->target, "the target whose pipeline --after refers to");
   cmd->add_option("-o,--output", a->out, "write to a file instead of stdout");
   cmd->add_option("--act-quant", a->act_quant, "int8-token or none (GGUF input)");
   cmd->add_option("--ffn-act", a->ffn_act, "relu2 or silu (GGUF input)");
@@ -76,7 +166,19 @@ Command add_dump_ir_command(CLI::App& app) {
       LowerOptions options;
       options.act_quant = act_quant_value(a->act_quant);
       options.ffn_act = a->ffn_act;
-      text = lowered_ir_text(a->model, options);
+      std::vector<std::string> pipeline;
+      if (!a->after.empty()) {
+        auto full = passes::default_pipeline(a->target);
+        if (a->after == "all") {
+          pipeline = full;
+        } else {
+          passes::find_pass(a->after);
+          auto it = std::find(full.begin(), full.end(), a->after);
+          if (it == full.end()) fail("--after: pass '{}' is not in the {} pipeline", a->after, a->target);
+          pipeline.assign(full.begin(), it + 1);
+        }
+      }
+      text = lowered_ir_text(a->model, options, pipeline);
     }
     if (a->out.empty()) {
       std::cout << text;

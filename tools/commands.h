@@ -15,5 +15,6 @@ Command add_synth_command(CLI::App& app);
 Command add_tokenize_command(CLI::App& app);
 Command add_compile_command(CLI::App& app);
 Command add_dump_ir_command(CLI::App& app);
+Command add_opt_command(CLI::App& app);
 
 }  // namespace bitnet::tools

@@ -134,9 +134,26 @@ KvCache::KvCache(int64_t n_layer, int64_t n_seq, int64_t n_ctx, int64_t kv_dim)
     : n_layer_(n_layer), n_seq_(n_seq), n_ctx_(n_ctx), kv_dim_(kv_dim),
       k_(static_cast<size_t>(n_layer * n_seq * n_ctx * kv_dim)), v_(k_.size()) {}
 
-Executor::Executor(const ir::Module& module, std::vector<WeightView> weights)
-    : m_(module), weights_(std::move(weights)), buffers_(module.values.size()) {
+ArenaLayout ArenaLayout::separate(const ir::Module& m) {
+  ArenaLayout layout;
+  layout.offset.assign(m.values.size(), -1);
+  for (auto& n : m.nodes) {
+    layout.offset[n.result] = layout.floats_per_token;
+    layout.floats_per_token += m.values[n.result].type.dims.back();
+  }
+  return layout;
+}
+
+Executor::Executor(const ir::Module& module, std::vector<WeightView> weights, ArenaLayout layout)
+    : m_(module), weights_(std::move(weights)), layout_(std::move(layout)) {
   if (weights_.size() != m_.weights.size()) fail("ref backend: {} weights bound but the module declares {}", weights_.size(), m_.weights.size());
+  if (layout_.offset.size() != m_.values.size()) fail("ref backend: the arena layout covers {} values, the module has {}", layout_.offset.size(), m_.values.size());
+  for (auto& n : m_.nodes) {
+    int64_t off = layout_.offset[n.result];
+    if (off < 0 || off + m_.values[n.result].type.dims.back() > layout_.floats_per_token) {
+      fail("ref backend: %{} has no place inside the arena", m_.values[n.result].name);
+    }
+  }
 }
 
 std::span<const float> Executor::run(const StepInputs& in, KvCache& cache) {
@@ -147,12 +164,11 @@ std::span<const float> Executor::run(const StepInputs& in, KvCache& cache) {
     }
     fail("ref backend: %{} is not an i32 input", m_.values[value].name);
   };
+  if (arena_.size() < static_cast<size_t>(T * layout_.floats_per_token)) arena_.resize(static_cast<size_t>(T * layout_.floats_per_token));
   for (const ir::Node& node : m_.nodes) {
     const int64_t N = m_.values[node.result].type.dims.back();
-    auto& out = buffers_[node.result];
-    out.assign(static_cast<size_t>(T * N), 0.0f);
-    float* y = out.data();
-    auto x = [&](size_t i) { return buffers_[node.operands[i]].data(); };
+    float* y = buffer(node.result, T);
+    auto x = [&](size_t i) -> const float* { return buffer(node.operands[i], T); };
     auto features = [&](size_t i) { return m_.values[node.operands[i]].type.dims.back(); };
     auto w = [&](size_t i) -> const WeightView& { return weights_[node.weights[i]]; };
     switch (node.op) {
@@ -230,7 +246,7 @@ std::span<const float> Executor::run(const StepInputs& in, KvCache& cache) {
       }
     }
   }
-  return buffers_[m_.output];
+  return {buffer(m_.output, T), static_cast<size_t>(T * m_.values[m_.output].type.dims.back())};
 }
 
 }  // namespace bitnet::ref

@@ -34,18 +34,26 @@ struct StepInputs {
   std::span<const int32_t> tokens, pos, seq;  // T each; the caller has range-checked them
 };
 
+// Where each f32 value lives in the step's arena: value v at arena + T * offset[v], the arena holding
+// T * floats_per_token floats (see passes/memory_plan.h). Empty: every value gets its own slot.
+struct ArenaLayout {
+  std::vector<int64_t> offset;  // per value id; -1 for i32 inputs
+  int64_t floats_per_token = 0;
+  static ArenaLayout separate(const ir::Module& m);
+};
+
 class Executor {
  public:
-  Executor(const ir::Module& module, std::vector<WeightView> weights);
+  Executor(const ir::Module& module, std::vector<WeightView> weights, ArenaLayout layout);
   // Runs one step of T tokens and returns the function's output, row-major [T, N].
   std::span<const float> run(const StepInputs& inputs, KvCache& cache);
-  // The f32 contents of any value after the last run (tests compare intermediates).
-  std::span<const float> value(int id) const { return buffers_.at(id); }
 
  private:
+  float* buffer(int value, int64_t T) { return arena_.data() + T * layout_.offset[value]; }
   const ir::Module& m_;
   std::vector<WeightView> weights_;
-  std::vector<std::vector<float>> buffers_;  // per value; i32 inputs are read from StepInputs
+  ArenaLayout layout_;
+  std::vector<float> arena_;  // grows to the largest T seen, then steps allocate nothing here
 };
 
 }  // namespace bitnet::ref
