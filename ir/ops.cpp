@@ -239,6 +239,15 @@ Type infer_type(const Module& m, const Node& node) {
       if (r.weight(0).dtype != DType::T2 && r.weight(0).dtype != DType::F32) r.bad("weight 0 must be t2 or f32");
       return activation(n);
     }
+    case Op::BitLinearGlu: {
+      r.activation(0);
+      int64_t n = r.matrix(0, r.value(0).dims[1]);
+      if (r.weight(0).dtype != DType::T2 && r.weight(0).dtype != DType::F32) r.bad("weight 0 must be t2 or f32");
+      if (n % 2) r.bad(fmt::format("weight 0 has {} rows; gate and up need an even count", n));
+      const auto& act = std::get<std::string>(node.attrs.at("act"));
+      if (act != "relu2" && act != "silu") r.bad(fmt::format("act '{}' is not relu2 or silu", act));
+      return activation(n / 2);
+    }
     case Op::MatMul: {
       r.activation(0);
       int64_t n = r.matrix(0, r.value(0).dims[1]);

@@ -192,6 +192,19 @@ std::span<const float> Executor::run(const StepInputs& in, KvCache& cache) {
       case ir::Op::BitLinear:
         bitlinear(x(0), T, features(0), w(0), N, m_.attr_string(node, "act_quant") == "int8_token", y);
         break;
+      case ir::Op::BitLinearGlu: {
+        const int64_t F = N;
+        scratch_.resize(static_cast<size_t>(T * 2 * F));
+        bitlinear(x(0), T, features(0), w(0), 2 * F, m_.attr_string(node, "act_quant") == "int8_token", scratch_.data());
+        const bool relu2 = m_.attr_string(node, "act") == "relu2";
+        for (int64_t t = 0; t < T; ++t)
+          for (int64_t i = 0; i < F; ++i) {
+            float g = scratch_[t * 2 * F + i], u = scratch_[t * 2 * F + F + i];
+            float a = relu2 ? std::max(g, 0.0f) * std::max(g, 0.0f) : g / (1.0f + std::exp(-g));
+            y[t * F + i] = a * u;
+          }
+        break;
+      }
       case ir::Op::MatMul: {
         const int64_t K = features(0);
         std::vector<float> row(static_cast<size_t>(K));

@@ -53,7 +53,8 @@ class Executor {
   const ir::Module& m_;
   std::vector<WeightView> weights_;
   ArenaLayout layout_;
-  std::vector<float> arena_;  // grows to the largest T seen, then steps allocate nothing here
+  std::vector<float> arena_;    // grows to the largest T seen, then steps allocate nothing here
+  std::vector<float> scratch_;  // the [T, 2F] product inside bitlinear_glu
 };
 
 }  // namespace bitnet::ref
