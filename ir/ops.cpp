@@ -286,6 +286,29 @@ Type infer_type(const Module& m, const Node& node) {
       if (std::get<int64_t>(node.attrs.at("layer")) < 0) r.bad("layer must be >= 0");
       return r.value(0);
     }
+    case Op::QkvRopeCache: {
+      r.activation(0);
+      r.tokens(1);
+      r.tokens(2);
+      int64_t n_head = std::get<int64_t>(node.attrs.at("n_head")), n_head_kv = std::get<int64_t>(node.attrs.at("n_head_kv"));
+      int64_t d = std::get<int64_t>(node.attrs.at("head_dim"));
+      if (n_head < 1 || n_head_kv < 1 || n_head % n_head_kv || d < 2 || d % 2) r.bad("n_head_kv must divide n_head and head_dim must be even");
+      int64_t n = r.matrix(0, r.value(0).dims[1]);
+      if (n != (n_head + 2 * n_head_kv) * d) r.bad(fmt::format("weight 0 has {} rows; q, k and v need {}", n, (n_head + 2 * n_head_kv) * d));
+      if (r.weight(0).dtype != DType::T2 && r.weight(0).dtype != DType::F32) r.bad("weight 0 must be t2 or f32");
+      if (node.weights.size() > 1) r.vector(1, d / 2);
+      if (std::get<int64_t>(node.attrs.at("layer")) < 0) r.bad("layer must be >= 0");
+      return activation(n_head * d);
+    }
+    case Op::Attend: {
+      r.activation(0);
+      r.tokens(1);
+      r.tokens(2);
+      int64_t n_head = std::get<int64_t>(node.attrs.at("n_head")), n_head_kv = std::get<int64_t>(node.attrs.at("n_head_kv"));
+      if (n_head < 1 || n_head_kv < 1 || n_head % n_head_kv || r.value(0).dims[1] % n_head) r.bad("n_head_kv must divide n_head, n_head must divide q's features");
+      if (std::get<int64_t>(node.attrs.at("layer")) < 0) r.bad("layer must be >= 0");
+      return r.value(0);
+    }
     case Op::Add:
     case Op::Mul:
       r.activation(0);

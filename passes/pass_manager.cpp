@@ -27,7 +27,7 @@ const PassInfo& find_pass(const std::string& name) {
 
 std::vector<std::string> default_pipeline(const std::string& target) {
   (void)target;  // every target starts from the same graph-level cleanup and merging
-  return {"canonicalize", "cse", "merge-matmuls", "fuse-glu", "dce"};
+  return {"canonicalize", "cse", "merge-matmuls", "fuse-rope-kv", "fuse-glu", "dce"};
 }
 
 std::vector<std::string> parse_pipeline(const std::string& list) {
@@ -42,7 +42,8 @@ std::vector<std::string> parse_pipeline(const std::string& list) {
   return out;
 }
 
-bool has_side_effects(ir::Op op) { return op == ir::Op::Attention; }
+// Attention and qkv_rope_cache write the KV cache; attend reads it, so it must not move across a write either.
+bool has_side_effects(ir::Op op) { return op == ir::Op::Attention || op == ir::Op::QkvRopeCache || op == ir::Op::Attend; }
 
 void replace_all_uses(ir::Module& m, int from, int to) {
   for (auto& n : m.nodes)

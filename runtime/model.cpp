@@ -70,16 +70,20 @@ std::unique_ptr<Model> Model::load(const std::string& path) {
 }
 
 namespace {
+// The KV cache the module's attention ops need: K/V features per position and the number of layers.
 int64_t kv_dim_of(const ir::Module& m) {
   for (auto& n : m.nodes) {
     if (n.op == ir::Op::Attention) return m.values[n.operands[1]].type.dims[1];
+    if (n.op == ir::Op::QkvRopeCache || n.op == ir::Op::Attend) {
+      return m.values[n.result].type.dims[1] / m.attr_int(n, "n_head") * m.attr_int(n, "n_head_kv");
+    }
   }
   return 0;
 }
 int64_t n_layers_of(const ir::Module& m) {
   int64_t layers = 0;
   for (auto& n : m.nodes) {
-    if (n.op == ir::Op::Attention) layers = std::max(layers, m.attr_int(n, "layer") + 1);
+    if (n.op == ir::Op::Attention || n.op == ir::Op::QkvRopeCache || n.op == ir::Op::Attend) layers = std::max(layers, m.attr_int(n, "layer") + 1);
   }
   return layers;
 }

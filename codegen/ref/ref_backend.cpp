@@ -95,36 +95,41 @@ void rope(float* x, const int32_t* pos, int64_t T, int64_t features, int64_t d, 
     }
 }
 
-void attention(const float* q, const float* k, const float* v, const int32_t* pos, const int32_t* seq, int64_t T,
-               int64_t layer, int64_t n_head, int64_t n_head_kv, KvCache& cache, float* out) {
-  const int64_t q_dim = n_head * (cache.kv_dim() / n_head_kv), d = q_dim / n_head, kv_dim = cache.kv_dim();
-  for (int64_t t = 0; t < T; ++t) {  // all writes first: tokens of this step attend to each other
-    std::memcpy(cache.k(layer, seq[t], pos[t]), k + t * kv_dim, static_cast<size_t>(kv_dim) * 4);
-    std::memcpy(cache.v(layer, seq[t], pos[t]), v + t * kv_dim, static_cast<size_t>(kv_dim) * 4);
+void write_kv(const float* k, const float* v, const int32_t* pos, const int32_t* seq, int64_t T, int64_t layer, KvCache& cache) {
+  const size_t bytes = static_cast<size_t>(cache.kv_dim()) * 4;
+  for (int64_t t = 0; t < T; ++t) {
+    std::memcpy(cache.k(layer, seq[t], pos[t]), k + t * cache.kv_dim(), bytes);
+    std::memcpy(cache.v(layer, seq[t], pos[t]), v + t * cache.kv_dim(), bytes);
   }
+}
+
+// Causal GQA attention of q [T, H*d] over the cache, with online softmax: one pass over positions keeps a
+// running max, the running sum of exponentials and the weighted sum of values, so memory is O(d) per query
+// however long the context.
+void attend(const float* q, const int32_t* pos, const int32_t* seq, int64_t T, int64_t layer, int64_t n_head,
+            int64_t n_head_kv, KvCache& cache, float* out) {
+  const int64_t d = cache.kv_dim() / n_head_kv, q_dim = n_head * d;
   const double inv_sqrt_d = 1.0 / std::sqrt(static_cast<double>(d));
-  std::vector<double> scores;
+  std::vector<double> acc(static_cast<size_t>(d));
   for (int64_t t = 0; t < T; ++t)
     for (int64_t h = 0; h < n_head; ++h) {
-      const int64_t kv_head = h / (n_head / n_head_kv), n_pos = pos[t] + 1;
+      const int64_t kv_head = h / (n_head / n_head_kv);
       const float* qh = q + t * q_dim + h * d;
-      scores.assign(static_cast<size_t>(n_pos), 0.0);
-      double max_score = -INFINITY;
-      for (int64_t j = 0; j < n_pos; ++j) {
+      double running_max = -INFINITY, sum = 0;
+      std::fill(acc.begin(), acc.end(), 0.0);
+      for (int64_t j = 0; j <= pos[t]; ++j) {
         const float* kj = cache.k(layer, seq[t], j) + kv_head * d;
+        const float* vj = cache.v(layer, seq[t], j) + kv_head * d;
         double s = 0;
         for (int64_t i = 0; i < d; ++i) s += static_cast<double>(qh[i]) * kj[i];
-        scores[j] = s * inv_sqrt_d;
-        max_score = std::max(max_score, scores[j]);
+        s *= inv_sqrt_d;
+        double new_max = std::max(running_max, s), rescale = std::exp(running_max - new_max), w = std::exp(s - new_max);
+        sum = sum * rescale + w;
+        for (int64_t i = 0; i < d; ++i) acc[i] = acc[i] * rescale + w * vj[i];
+        running_max = new_max;
       }
-      double sum = 0;
-      for (auto& s : scores) sum += (s = std::exp(s - max_score));
       float* o = out + t * q_dim + h * d;
-      for (int64_t i = 0; i < d; ++i) {
-        double acc = 0;
-        for (int64_t j = 0; j < n_pos; ++j) acc += scores[j] * cache.v(layer, seq[t], j)[kv_head * d + i];
-        o[i] = static_cast<float>(acc / sum);
-      }
+      for (int64_t i = 0; i < d; ++i) o[i] = static_cast<float>(acc[i] / sum);
     }
 }
 
@@ -233,10 +238,38 @@ std::span<const float> Executor::run(const StepInputs& in, KvCache& cache) {
         rope(y, i32_input(node.operands[1]), T, N, m_.attr_int(node, "head_dim"), static_cast<float>(m_.attr_float(node, "base")),
              node.weights.empty() ? nullptr : f32_weight(w(0)));
         break;
-      case ir::Op::Attention:
-        attention(x(0), x(1), x(2), i32_input(node.operands[3]), i32_input(node.operands[4]), T, m_.attr_int(node, "layer"),
-                  m_.attr_int(node, "n_head"), m_.attr_int(node, "n_head_kv"), cache, y);
+      case ir::Op::Attention:  // all writes first: the tokens of this step attend to each other
+        write_kv(x(1), x(2), i32_input(node.operands[3]), i32_input(node.operands[4]), T, m_.attr_int(node, "layer"), cache);
+        attend(x(0), i32_input(node.operands[3]), i32_input(node.operands[4]), T, m_.attr_int(node, "layer"),
+               m_.attr_int(node, "n_head"), m_.attr_int(node, "n_head_kv"), cache, y);
         break;
+      case ir::Op::Attend:
+        attend(x(0), i32_input(node.operands[1]), i32_input(node.operands[2]), T, m_.attr_int(node, "layer"),
+               m_.attr_int(node, "n_head"), m_.attr_int(node, "n_head_kv"), cache, y);
+        break;
+      case ir::Op::QkvRopeCache: {
+        // One BitLinear into [T, q | k | v], RoPE on q and k, k and v into the cache; q is the result.
+        const int64_t n_head = m_.attr_int(node, "n_head"), n_head_kv = m_.attr_int(node, "n_head_kv");
+        const int64_t d = m_.attr_int(node, "head_dim"), q_dim = n_head * d, kv_dim = n_head_kv * d, width = q_dim + 2 * kv_dim;
+        const float base = static_cast<float>(m_.attr_float(node, "base"));
+        const float* factors = node.weights.size() > 1 ? f32_weight(w(1)) : nullptr;
+        const int32_t* pos = i32_input(node.operands[1]);
+        scratch_.resize(static_cast<size_t>(T * width));
+        bitlinear(x(0), T, features(0), w(0), width, m_.attr_string(node, "act_quant") == "int8_token", scratch_.data());
+        std::vector<float>& k = k_scratch_;
+        std::vector<float>& v = v_scratch_;
+        k.resize(static_cast<size_t>(T * kv_dim));
+        v.resize(static_cast<size_t>(T * kv_dim));
+        for (int64_t t = 0; t < T; ++t) {
+          std::memcpy(y + t * q_dim, scratch_.data() + t * width, static_cast<size_t>(q_dim) * 4);
+          std::memcpy(k.data() + t * kv_dim, scratch_.data() + t * width + q_dim, static_cast<size_t>(kv_dim) * 4);
+          std::memcpy(v.data() + t * kv_dim, scratch_.data() + t * width + q_dim + kv_dim, static_cast<size_t>(kv_dim) * 4);
+        }
+        rope(y, pos, T, q_dim, d, base, factors);
+        rope(k.data(), pos, T, kv_dim, d, base, factors);
+        write_kv(k.data(), v.data(), pos, i32_input(node.operands[2]), T, m_.attr_int(node, "layer"), cache);
+        break;
+      }
       case ir::Op::Add:
         for (int64_t i = 0; i < T * N; ++i) y[i] = x(0)[i] + x(1)[i];
         break;

@@ -54,7 +54,8 @@ class Executor {
   std::vector<WeightView> weights_;
   ArenaLayout layout_;
   std::vector<float> arena_;    // grows to the largest T seen, then steps allocate nothing here
-  std::vector<float> scratch_;  // the [T, 2F] product inside bitlinear_glu
+  std::vector<float> scratch_;  // the full matmul output inside bitlinear_glu and qkv_rope_cache
+  std::vector<float> k_scratch_, v_scratch_;
 };
 
 }  // namespace bitnet::ref
