@@ -15,14 +15,14 @@
 namespace bitnet::ir {
 
 enum class Op {
-#define OP(Name, text, n_values, min_w, max_w, attrs, summary) Name,
+#define OP(Name, text, n_results, n_values, min_w, max_w, attrs, summary) Name,
 #include "ir/ops.def"
 };
 
 struct OpInfo {
   Op op;
   const char* text;
-  int n_values, min_weights, max_weights;
+  int n_results, n_values, min_weights, max_weights;
   const char* attributes;  // "name:kind ..."
   const char* summary;
 };
@@ -30,7 +30,9 @@ const OpInfo& op_info(Op op);
 std::optional<Op> op_from_text(std::string_view text);
 const std::vector<OpInfo>& all_ops();
 
-enum class DType { F32, F16, I32, T2 };  // T2: ternary, 2-bit codes + one f32 scale per tensor
+// T2: ternary weights, 2-bit codes + f32 row scales. Q8: an activation quantized per row to int8: each row
+// holds K int8 values (padded to 4 bytes) then the f32 multiplier a = 127 / max|x| (x ~ q / a).
+enum class DType { F32, F16, I32, T2, Q8 };
 const char* dtype_name(DType d);
 std::optional<DType> dtype_from_name(std::string_view name);
 
@@ -42,6 +44,8 @@ struct Type {
   bool operator==(const Type&) const = default;
 };
 std::string type_to_string(const Type& t);
+// Storage of one token row of an activation [T, N] in 4-byte units (the arena's unit).
+int64_t floats_per_row(const Type& t);
 
 using Attr = std::variant<int64_t, double, std::string>;
 using Attrs = std::map<std::string, Attr>;
@@ -65,7 +69,14 @@ struct Node {
   std::vector<int> operands;  // value ids
   std::vector<int> weights;   // weight ids
   Attrs attrs;
-  int result = -1;            // value id
+  int result = -1;            // value id of the (first) result
+  std::vector<int> extra_results = {};  // further results of multi-result ops (OpInfo::n_results - 1)
+
+  template <typename F>
+  void for_each_result(F&& f) const {
+    f(result);
+    for (int r : extra_results) f(r);
+  }
 };
 
 struct Module {
@@ -85,14 +96,17 @@ struct Module {
   size_t prune_weights();
   // Drops values no node, input or output refers to, renumbering the rest (after passes removed nodes).
   void compact_values();
+  // Sets every value's producer from the node order (after passes rebuilt the node list).
+  void renumber_producers();
 
   int64_t attr_int(const Node& n, const std::string& key) const;
   double attr_float(const Node& n, const std::string& key) const;
   const std::string& attr_string(const Node& n, const std::string& key) const;
 };
 
-// The result type an op produces from its operands (throws bitnet::Error naming the op and the operand).
-Type infer_type(const Module& m, const Node& node);
+// The result types an op produces from its operands (throws bitnet::Error naming the op and the operand).
+std::vector<Type> infer_types(const Module& m, const Node& node);
+inline Type infer_type(const Module& m, const Node& node) { return infer_types(m, node).at(0); }
 
 // Checks a concatenated weight's sources against its type.
 void verify_concat(const Module& m, const Weight& w);

@@ -10,7 +10,7 @@ namespace bitnet::ir {
 
 const std::vector<OpInfo>& all_ops() {
   static const std::vector<OpInfo> table = {
-#define OP(Name, text, n_values, min_w, max_w, attrs, summary) {Op::Name, text, n_values, min_w, max_w, attrs, summary},
+#define OP(Name, text, n_results, n_values, min_w, max_w, attrs, summary) {Op::Name, text, n_results, n_values, min_w, max_w, attrs, summary},
 #include "ir/ops.def"
   };
   return table;
@@ -31,12 +31,13 @@ const char* dtype_name(DType d) {
     case DType::F16: return "f16";
     case DType::I32: return "i32";
     case DType::T2: return "t2";
+    case DType::Q8: return "q8";
   }
   return "?";
 }
 
 std::optional<DType> dtype_from_name(std::string_view name) {
-  for (auto d : {DType::F32, DType::F16, DType::I32, DType::T2}) {
+  for (auto d : {DType::F32, DType::F16, DType::I32, DType::T2, DType::Q8}) {
     if (name == dtype_name(d)) return d;
   }
   return std::nullopt;
@@ -49,6 +50,11 @@ std::string type_to_string(const Type& t) {
     s += t.dims[i] == kSymbolicT ? std::string("T") : std::to_string(t.dims[i]);
   }
   return s + "]";
+}
+
+int64_t floats_per_row(const Type& t) {
+  int64_t n = t.dims.back();
+  return t.dtype == DType::Q8 ? (n + 3) / 4 + 1 : n;
 }
 
 int Module::add_weight(const std::string& name, Type type) {
@@ -106,7 +112,7 @@ void Module::compact_values() {
   for (int i : inputs) used[i] = true;
   if (output >= 0) used[output] = true;
   for (auto& n : nodes) {
-    used[n.result] = true;
+    n.for_each_result([&](int r) { used[r] = true; });
     for (int v : n.operands) used[v] = true;
   }
   std::vector<int> remap(values.size(), -1);
@@ -119,11 +125,16 @@ void Module::compact_values() {
   values = std::move(kept);
   for (int& i : inputs) i = remap[i];
   if (output >= 0) output = remap[output];
-  for (size_t k = 0; k < nodes.size(); ++k) {
-    nodes[k].result = remap[nodes[k].result];
-    values[nodes[k].result].producer = static_cast<int>(k);
-    for (int& v : nodes[k].operands) v = remap[v];
+  for (auto& n : nodes) {
+    n.result = remap[n.result];
+    for (int& r : n.extra_results) r = remap[r];
+    for (int& v : n.operands) v = remap[v];
   }
+  renumber_producers();
+}
+
+void Module::renumber_producers() {
+  for (size_t k = 0; k < nodes.size(); ++k) nodes[k].for_each_result([&](int r) { values[r].producer = static_cast<int>(k); });
 }
 
 int64_t Module::attr_int(const Node& n, const std::string& key) const { return std::get<int64_t>(n.attrs.at(key)); }
@@ -148,6 +159,13 @@ class Rule {
   [[noreturn]] void bad(const std::string& what) const { fail("op '{}': {}", info_.text, what); }
   void activation(size_t i) const {
     if (!is_activation(value(i))) bad(fmt::format("operand {} must be f32[T, N], got {}", i, type_to_string(value(i))));
+  }
+  // The input of a BitLinear: f32 (quantized inside when act_quant is int8_token) or already q8.
+  void bitlinear_input(size_t i) const {
+    const Type& t = value(i);
+    bool q8 = t.dtype == DType::Q8 && t.dims.size() == 2 && t.dims[0] == kSymbolicT;
+    if (!is_activation(t) && !q8) bad(fmt::format("operand {} must be f32[T, K] or q8[T, K], got {}", i, type_to_string(t)));
+    if (q8 && std::get<std::string>(n_.attrs.at("act_quant")) != "int8_token") bad("a q8 input needs act_quant = \"int8_token\"");
   }
   void tokens(size_t i) const {
     if (!is_token_vector(value(i))) bad(fmt::format("operand {} must be i32[T], got {}", i, type_to_string(value(i))));
@@ -201,9 +219,11 @@ void check_attributes(const OpInfo& info, const Attrs& attrs) {
   }
 }
 
+Type single_result_type(const Module& m, const Node& node);
+
 }  // namespace
 
-Type infer_type(const Module& m, const Node& node) {
+std::vector<Type> infer_types(const Module& m, const Node& node) {
   const OpInfo& info = op_info(node.op);
   if (static_cast<int>(node.operands.size()) != info.n_values) {
     fail("op '{}': expects {} value operands, got {}", info.text, info.n_values, node.operands.size());
@@ -221,6 +241,21 @@ Type infer_type(const Module& m, const Node& node) {
     if (w < 0 || w >= static_cast<int>(m.weights.size())) fail("op '{}': weight operand refers to an unknown weight", info.text);
   }
   check_attributes(info, node.attrs);
+  if (static_cast<int>(node.extra_results.size()) != info.n_results - 1) {
+    fail("op '{}': produces {} results, got {}", info.text, info.n_results, node.extra_results.size() + 1);
+  }
+  if (node.op == Op::AddRmsNormQuant) {
+    Rule r(m, node);
+    r.activation(0);
+    r.same(0, 1);
+    r.vector(0, r.value(0).dims[1]);
+    return {r.value(0), Type{DType::Q8, r.value(0).dims}};
+  }
+  return {single_result_type(m, node)};
+}
+
+namespace {
+Type single_result_type(const Module& m, const Node& node) {
   Rule r(m, node);
   switch (node.op) {
     case Op::Embed: {
@@ -233,14 +268,20 @@ Type infer_type(const Module& m, const Node& node) {
       r.activation(0);
       r.vector(0, r.value(0).dims[1]);
       return r.value(0);
-    case Op::BitLinear: {
+    case Op::AddRmsNormQuant:
+      break;  // multi-result: infer_types
+    case Op::RmsNormQuant:
       r.activation(0);
+      r.vector(0, r.value(0).dims[1]);
+      return {DType::Q8, r.value(0).dims};
+    case Op::BitLinear: {
+      r.bitlinear_input(0);
       int64_t n = r.matrix(0, r.value(0).dims[1]);
       if (r.weight(0).dtype != DType::T2 && r.weight(0).dtype != DType::F32) r.bad("weight 0 must be t2 or f32");
       return activation(n);
     }
     case Op::BitLinearGlu: {
-      r.activation(0);
+      r.bitlinear_input(0);
       int64_t n = r.matrix(0, r.value(0).dims[1]);
       if (r.weight(0).dtype != DType::T2 && r.weight(0).dtype != DType::F32) r.bad("weight 0 must be t2 or f32");
       if (n % 2) r.bad(fmt::format("weight 0 has {} rows; gate and up need an even count", n));
@@ -287,7 +328,7 @@ Type infer_type(const Module& m, const Node& node) {
       return r.value(0);
     }
     case Op::QkvRopeCache: {
-      r.activation(0);
+      r.bitlinear_input(0);
       r.tokens(1);
       r.tokens(2);
       int64_t n_head = std::get<int64_t>(node.attrs.at("n_head")), n_head_kv = std::get<int64_t>(node.attrs.at("n_head_kv"));
@@ -329,5 +370,6 @@ Type infer_type(const Module& m, const Node& node) {
   }
   r.bad("unknown op");
 }
+}  // namespace
 
 }  // namespace bitnet::ir

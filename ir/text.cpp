@@ -44,7 +44,9 @@ std::string print(const Module& m) {
   }
   out += fmt::format(") -> {} {{\n", m.output >= 0 ? type_to_string(m.values[m.output].type) : "?");
   for (auto& n : m.nodes) {
-    out += fmt::format("  %{} = {}(", m.values[n.result].name, op_info(n.op).text);
+    out += fmt::format("  %{}", m.values[n.result].name);
+    for (int r : n.extra_results) out += fmt::format(", %{}", m.values[r].name);
+    out += fmt::format(" = {}(", op_info(n.op).text);
     bool first = true;
     for (int v : n.operands) out += fmt::format("{}%{}", std::exchange(first, false) ? "" : ", ", m.values[v].name);
     for (int w : n.weights) out += fmt::format("{}@{}", std::exchange(first, false) ? "" : ", ", m.weights[w].name);
@@ -55,7 +57,9 @@ std::string print(const Module& m) {
       for (auto& [key, value] : n.attrs) out += fmt::format("{}{} = {}", std::exchange(first, false) ? "" : ", ", key, attr_to_string(value));
       out += "}";
     }
-    out += fmt::format(" : {}\n", type_to_string(m.values[n.result].type));
+    out += fmt::format(" : {}", type_to_string(m.values[n.result].type));
+    for (int r : n.extra_results) out += fmt::format(", {}", type_to_string(m.values[r].type));
+    out += "\n";
   }
   if (m.output >= 0) out += fmt::format("  return %{}\n", m.values[m.output].name);
   out += "}\n";
@@ -243,8 +247,15 @@ class Parser {
     return it->second;
   }
   void parse_node() {
+    skip_space();
+    const size_t node_start = pos_;  // semantic errors point at the node's line, wherever the cursor is
     expect('%');
-    std::string result = name();
+    std::vector<std::string> results{name()};
+    while (try_consume(',')) {
+      expect('%');
+      results.push_back(name());
+    }
+    const std::string& result = results[0];
     expect('=');
     skip_space();
     size_t start = pos_;
@@ -288,19 +299,31 @@ class Parser {
       expect('}');
     }
     expect(':');
-    Type declared = type();
-    Type inferred;
+    std::vector<Type> declared{type()};
+    while (try_consume(',')) declared.push_back(type());
+    pos_ = std::min(pos_, text_.find('\n', node_start));
+    if (declared.size() != results.size()) error(fmt::format("{} results but {} types", results.size(), declared.size()));
+    if (static_cast<int>(results.size()) != op_info(*op).n_results) {
+      error(fmt::format("op '{}' produces {} results, not {}", op_text, op_info(*op).n_results, results.size()));
+    }
+    node.extra_results.assign(results.size() - 1, 0);  // placeholders until the values exist
+    std::vector<Type> inferred;
     try {
-      inferred = infer_type(m_, node);
+      inferred = infer_types(m_, node);
     } catch (const Error& e) {
       error(e.what());
     }
-    if (!(inferred == declared)) {
-      error(fmt::format("%{}: declared type {} but op '{}' produces {}", result, type_to_string(declared), op_text, type_to_string(inferred)));
+    for (size_t i = 0; i < results.size(); ++i) {
+      if (!(inferred[i] == declared[i])) {
+        error(fmt::format("%{}: declared type {} but op '{}' produces {}", results[i], type_to_string(declared[i]), op_text,
+                          type_to_string(inferred[i])));
+      }
+      m_.values.push_back({results[i], declared[i], static_cast<int>(m_.nodes.size())});
+      int id = static_cast<int>(m_.values.size() - 1);
+      define(results[i], id);
+      if (i == 0) node.result = id;
+      else node.extra_results[i - 1] = id;
     }
-    m_.values.push_back({result, declared, static_cast<int>(m_.nodes.size())});
-    node.result = static_cast<int>(m_.values.size() - 1);
-    define(result, node.result);
     m_.nodes.push_back(std::move(node));
   }
 
@@ -358,22 +381,28 @@ void verify(const Module& m) {
   }
   for (size_t i = 0; i < m.nodes.size(); ++i) {
     const Node& n = m.nodes[i];
-    if (n.result < 0 || m.values.at(n.result).producer != static_cast<int>(i)) fail("verify: {}: result is not owned by its node", line(n));
+    bool owned = true;
+    n.for_each_result([&](int r) { owned = owned && r >= 0 && r < static_cast<int>(m.values.size()) && m.values[r].producer == static_cast<int>(i); });
+    if (!owned) fail("verify: {}: a result is not owned by its node", line(n));
     for (int v : n.operands) {
       if (v < 0 || v >= static_cast<int>(m.values.size())) fail("verify: {}: operand out of range", line(n));
       if (m.values[v].producer >= static_cast<int>(i)) {
         fail("verify: {}: operand %{} is used before it is computed (a cycle or a misordered node)", line(n), m.values[v].name);
       }
     }
-    Type t;
+    std::vector<Type> types;
     try {
-      t = infer_type(m, n);
+      types = infer_types(m, n);
     } catch (const Error& e) {
       fail("verify: {}: {}", line(n), e.what());
     }
-    if (!(t == m.values[n.result].type)) {
-      fail("verify: {}: result type {} but the op produces {}", line(n), type_to_string(m.values[n.result].type), type_to_string(t));
-    }
+    size_t k = 0;
+    n.for_each_result([&](int r) {
+      const Type& t = types.at(k++);
+      if (!(t == m.values[r].type)) {
+        fail("verify: {}: result %{} has type {} but the op produces {}", line(n), m.values[r].name, type_to_string(m.values[r].type), type_to_string(t));
+      }
+    });
   }
   if (m.output < 0 || m.output >= static_cast<int>(m.values.size())) fail("verify: the function returns no value");
 }

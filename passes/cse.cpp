@@ -17,7 +17,7 @@ bool run_cse(ir::Module& m, PassContext& context) {
   std::map<Key, int> seen;
   size_t merged = 0;
   for (auto& n : m.nodes) {
-    if (has_side_effects(n.op)) continue;
+    if (has_side_effects(n.op) || !n.extra_results.empty()) continue;
     Key key{n.op, n.operands, n.weights, n.attrs};
     auto [it, inserted] = seen.emplace(key, n.result);
     if (!inserted && n.result != m.output) {

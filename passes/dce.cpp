@@ -15,7 +15,9 @@ bool run_dce(ir::Module& m, PassContext& context) {
   std::vector<bool> keep(m.nodes.size(), false);
   for (size_t i = m.nodes.size(); i-- > 0;) {
     const ir::Node& n = m.nodes[i];
-    if (!live[n.result] && !has_side_effects(n.op)) continue;
+    bool any_live = false;
+    n.for_each_result([&](int r) { any_live = any_live || live[r]; });
+    if (!any_live && !has_side_effects(n.op)) continue;
     keep[i] = true;
     for (int v : n.operands) live[v] = true;
   }

@@ -77,7 +77,7 @@ bool run_fuse_rope_kv(ir::Module& m, PassContext& context) {
     if (!drop[i]) rebuilt.push_back(std::move(m.nodes[i]));
   }
   m.nodes = std::move(rebuilt);
-  for (size_t i = 0; i < m.nodes.size(); ++i) m.values[m.nodes[i].result].producer = static_cast<int>(i);
+  m.renumber_producers();
   m.compact_values();
   context.remarks.push_back(fmt::format("fuse-rope-kv: {} attention blocks now rotate and cache K/V in the QKV matmul's epilogue", fused_before.size()));
   return true;

@@ -49,11 +49,13 @@ MemoryPlan plan_memory(const ir::Module& m) {
     for (int v : m.nodes[i].operands) last_use[v] = std::max(last_use[v], rank[i]);
   MemoryPlan plan;
   for (const auto& node : m.nodes) {
-    const ir::Value& v = m.values[node.result];
-    size_t begin = rank[static_cast<size_t>(v.producer)];
-    size_t end = node.result == m.output ? n_nodes : std::max(begin, last_use[node.result]);
-    intervals.push_back({node.result, begin, end, v.type.dims.back()});
-    plan.naive_floats_per_token += v.type.dims.back();
+    node.for_each_result([&](int result) {
+      const ir::Value& v = m.values[result];
+      size_t begin = rank[static_cast<size_t>(v.producer)];
+      size_t end = result == m.output ? n_nodes : std::max(begin, last_use[result]);
+      intervals.push_back({result, begin, end, ir::floats_per_row(v.type)});
+      plan.naive_floats_per_token += ir::floats_per_row(v.type);
+    });
   }
   std::sort(intervals.begin(), intervals.end(), [](const Interval& a, const Interval& b) {
     return a.size != b.size ? a.size > b.size : a.begin < b.begin;

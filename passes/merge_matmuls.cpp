@@ -91,7 +91,7 @@ bool run_merge_matmuls(ir::Module& m, PassContext& context) {
     }
   }
   m.nodes = std::move(rebuilt);
-  for (size_t i = 0; i < m.nodes.size(); ++i) m.values[m.nodes[i].result].producer = static_cast<int>(i);
+  m.renumber_producers();
   context.remarks.push_back(fmt::format("merge-matmuls: {} groups of BitLinears now share one matmul each", merged_groups));
   return true;
 }

@@ -27,7 +27,7 @@ const PassInfo& find_pass(const std::string& name) {
 
 std::vector<std::string> default_pipeline(const std::string& target) {
   (void)target;  // every target starts from the same graph-level cleanup and merging
-  return {"canonicalize", "cse", "merge-matmuls", "fuse-rope-kv", "fuse-glu", "dce"};
+  return {"canonicalize", "cse", "merge-matmuls", "fuse-rope-kv", "fuse-glu", "fuse-norm-quant", "fuse-add-norm-quant", "dce"};
 }
 
 std::vector<std::string> parse_pipeline(const std::string& list) {

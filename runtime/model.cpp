@@ -55,9 +55,11 @@ std::unique_ptr<Model> Model::load(const std::string& path) {
     layout.offset.assign(m->module_.values.size(), -1);
     const auto& offsets = arena.at("offsets");
     for (auto& node : m->module_.nodes) {
-      const std::string& name = m->module_.values[node.result].name;
-      if (!offsets.contains(name)) fail("{}: section 'plan': the arena has no place for %{}", path, name);
-      layout.offset[node.result] = offsets.at(name).get<int64_t>();
+      node.for_each_result([&](int r) {
+        const std::string& name = m->module_.values[r].name;
+        if (!offsets.contains(name)) fail("{}: section 'plan': the arena has no place for %{}", path, name);
+        layout.offset[r] = offsets.at(name).get<int64_t>();
+      });
     }
     m->arena_ = std::move(layout);
   } catch (const nlohmann::json::exception& e) {

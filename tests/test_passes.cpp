@@ -74,15 +74,18 @@ TEST_CASE("memory plan: simultaneously live values never overlap", "[passes]") {
     std::vector<size_t> last(m.values.size(), 0);
     for (size_t i = 0; i < m.nodes.size(); ++i)
       for (int v : m.nodes[i].operands) last[v] = std::max(last[v], i);
-    for (size_t i = 0; i < m.nodes.size(); ++i)
-      for (size_t j = i + 1; j < m.nodes.size(); ++j) {
-        int a = m.nodes[i].result, b = m.nodes[j].result;
+    std::vector<std::pair<int, size_t>> results;  // (value, producing node), every result of every node
+    for (size_t i = 0; i < m.nodes.size(); ++i) m.nodes[i].for_each_result([&](int r) { results.push_back({r, i}); });
+    for (size_t x = 0; x < results.size(); ++x)
+      for (size_t y = x + 1; y < results.size(); ++y) {
+        auto [a, i] = results[x];
+        auto [b, j] = results[y];
         size_t end_a = a == m.output ? m.nodes.size() : std::max(i, last[a]);
         size_t end_b = b == m.output ? m.nodes.size() : std::max(j, last[b]);
         bool live_together = j <= end_a && i <= end_b;
         if (!live_together) continue;
         int64_t oa = plan.offsets.at(m.values[a].name), ob = plan.offsets.at(m.values[b].name);
-        int64_t sa = m.values[a].type.dims.back(), sb = m.values[b].type.dims.back();
+        int64_t sa = ir::floats_per_row(m.values[a].type), sb = ir::floats_per_row(m.values[b].type);
         INFO(m.values[a].name << " and " << m.values[b].name);
         CHECK((oa + sa <= ob || ob + sb <= oa));
       }

@@ -48,14 +48,33 @@ float quantize_row_int8(const float* x, int64_t k, int8_t* q) {
   return a;
 }
 
-void bitlinear(const float* x, int64_t T, int64_t K, const WeightView& w, int64_t N, bool int8_act, float* y) {
+void rmsnorm_row(const float* x, int64_t n, const float* weight, float eps, float* y) {
+  double sum = 0;
+  for (int64_t i = 0; i < n; ++i) sum += static_cast<double>(x[i]) * x[i];
+  float scale = 1.0f / std::sqrt(static_cast<float>(sum / n) + eps);
+  for (int64_t i = 0; i < n; ++i) y[i] = x[i] * scale * weight[i];
+}
+
+// A q8 row: K int8 values padded to 4 bytes, then the f32 multiplier (ir.h, DType::Q8).
+int8_t* q8_values(float* row) { return reinterpret_cast<int8_t*>(row); }
+float& q8_multiplier(float* row, int64_t k) { return row[(k + 3) / 4]; }
+
+// x is f32 [T, K] or, when `x_is_q8`, q8 [T, K] (already quantized: int8_act must be set).
+void bitlinear(const float* x, bool x_is_q8, int64_t T, int64_t K, const WeightView& w, int64_t N, bool int8_act, float* y) {
   const bool packed = w.type->dtype == ir::DType::T2;
-  const int64_t stride = t2_row_bytes(K);
+  const int64_t stride = t2_row_bytes(K), q8_row = (K + 3) / 4 + 1;
   const float* scales = packed ? t2_scales(w.data, N, K) : nullptr;
   std::vector<int8_t> q(static_cast<size_t>(K));
   for (int64_t t = 0; t < T; ++t) {
-    const float* xt = x + t * K;
-    float a = int8_act ? quantize_row_int8(xt, K, q.data()) : 1.0f;
+    const float* xt = x + t * (x_is_q8 ? q8_row : K);
+    float a = 1.0f;
+    if (x_is_q8) {
+      float* row = const_cast<float*>(xt);
+      std::memcpy(q.data(), q8_values(row), static_cast<size_t>(K));
+      a = q8_multiplier(row, K);
+    } else if (int8_act) {
+      a = quantize_row_int8(xt, K, q.data());
+    }
     for (int64_t n = 0; n < N; ++n) {
       if (packed && int8_act) {
         const uint8_t* row = w.data + n * stride;
@@ -143,8 +162,10 @@ ArenaLayout ArenaLayout::separate(const ir::Module& m) {
   ArenaLayout layout;
   layout.offset.assign(m.values.size(), -1);
   for (auto& n : m.nodes) {
-    layout.offset[n.result] = layout.floats_per_token;
-    layout.floats_per_token += m.values[n.result].type.dims.back();
+    n.for_each_result([&](int r) {
+      layout.offset[r] = layout.floats_per_token;
+      layout.floats_per_token += ir::floats_per_row(m.values[r].type);
+    });
   }
   return layout;
 }
@@ -154,10 +175,12 @@ Executor::Executor(const ir::Module& module, std::vector<WeightView> weights, Ar
   if (weights_.size() != m_.weights.size()) fail("ref backend: {} weights bound but the module declares {}", weights_.size(), m_.weights.size());
   if (layout_.offset.size() != m_.values.size()) fail("ref backend: the arena layout covers {} values, the module has {}", layout_.offset.size(), m_.values.size());
   for (auto& n : m_.nodes) {
-    int64_t off = layout_.offset[n.result];
-    if (off < 0 || off + m_.values[n.result].type.dims.back() > layout_.floats_per_token) {
-      fail("ref backend: %{} has no place inside the arena", m_.values[n.result].name);
-    }
+    n.for_each_result([&](int r) {
+      int64_t off = layout_.offset[r];
+      if (off < 0 || off + ir::floats_per_row(m_.values[r].type) > layout_.floats_per_token) {
+        fail("ref backend: %{} has no place inside the arena", m_.values[r].name);
+      }
+    });
   }
 }
 
@@ -175,6 +198,7 @@ std::span<const float> Executor::run(const StepInputs& in, KvCache& cache) {
     float* y = buffer(node.result, T);
     auto x = [&](size_t i) -> const float* { return buffer(node.operands[i], T); };
     auto features = [&](size_t i) { return m_.values[node.operands[i]].type.dims.back(); };
+    auto is_q8 = [&](size_t i) { return m_.values[node.operands[i]].type.dtype == ir::DType::Q8; };
     auto w = [&](size_t i) -> const WeightView& { return weights_[node.weights[i]]; };
     switch (node.op) {
       case ir::Op::Embed: {
@@ -182,25 +206,38 @@ std::span<const float> Executor::run(const StepInputs& in, KvCache& cache) {
         for (int64_t t = 0; t < T; ++t) weight_row(w(0), tokens[t], N, y + t * N);
         break;
       }
-      case ir::Op::RmsNorm: {
-        const float* weight = f32_weight(w(0));
-        const float eps = static_cast<float>(m_.attr_float(node, "eps"));
+      case ir::Op::RmsNorm:
+        for (int64_t t = 0; t < T; ++t) rmsnorm_row(x(0) + t * N, N, f32_weight(w(0)), static_cast<float>(m_.attr_float(node, "eps")), y + t * N);
+        break;
+      case ir::Op::AddRmsNormQuant: {
+        float* h = buffer(node.extra_results[0], T);
+        const int64_t q8_row = ir::floats_per_row(m_.values[node.extra_results[0]].type);
+        scratch_.resize(static_cast<size_t>(N));
+        for (int64_t i = 0; i < T * N; ++i) y[i] = x(0)[i] + x(1)[i];
         for (int64_t t = 0; t < T; ++t) {
-          const float* row = x(0) + t * N;
-          double sum = 0;
-          for (int64_t i = 0; i < N; ++i) sum += static_cast<double>(row[i]) * row[i];
-          float scale = 1.0f / std::sqrt(static_cast<float>(sum / N) + eps);
-          for (int64_t i = 0; i < N; ++i) y[t * N + i] = row[i] * scale * weight[i];
+          rmsnorm_row(y + t * N, N, f32_weight(w(0)), static_cast<float>(m_.attr_float(node, "eps")), scratch_.data());
+          float* row = h + t * q8_row;
+          q8_multiplier(row, N) = quantize_row_int8(scratch_.data(), N, q8_values(row));
+        }
+        break;
+      }
+      case ir::Op::RmsNormQuant: {
+        scratch_.resize(static_cast<size_t>(N));
+        const int64_t q8_row = ir::floats_per_row(m_.values[node.result].type);
+        for (int64_t t = 0; t < T; ++t) {
+          rmsnorm_row(x(0) + t * N, N, f32_weight(w(0)), static_cast<float>(m_.attr_float(node, "eps")), scratch_.data());
+          float* row = y + t * q8_row;
+          q8_multiplier(row, N) = quantize_row_int8(scratch_.data(), N, q8_values(row));
         }
         break;
       }
       case ir::Op::BitLinear:
-        bitlinear(x(0), T, features(0), w(0), N, m_.attr_string(node, "act_quant") == "int8_token", y);
+        bitlinear(x(0), is_q8(0), T, features(0), w(0), N, m_.attr_string(node, "act_quant") == "int8_token", y);
         break;
       case ir::Op::BitLinearGlu: {
         const int64_t F = N;
         scratch_.resize(static_cast<size_t>(T * 2 * F));
-        bitlinear(x(0), T, features(0), w(0), 2 * F, m_.attr_string(node, "act_quant") == "int8_token", scratch_.data());
+        bitlinear(x(0), is_q8(0), T, features(0), w(0), 2 * F, m_.attr_string(node, "act_quant") == "int8_token", scratch_.data());
         const bool relu2 = m_.attr_string(node, "act") == "relu2";
         for (int64_t t = 0; t < T; ++t)
           for (int64_t i = 0; i < F; ++i) {
@@ -255,7 +292,7 @@ std::span<const float> Executor::run(const StepInputs& in, KvCache& cache) {
         const float* factors = node.weights.size() > 1 ? f32_weight(w(1)) : nullptr;
         const int32_t* pos = i32_input(node.operands[1]);
         scratch_.resize(static_cast<size_t>(T * width));
-        bitlinear(x(0), T, features(0), w(0), width, m_.attr_string(node, "act_quant") == "int8_token", scratch_.data());
+        bitlinear(x(0), is_q8(0), T, features(0), w(0), width, m_.attr_string(node, "act_quant") == "int8_token", scratch_.data());
         std::vector<float>& k = k_scratch_;
         std::vector<float>& v = v_scratch_;
         k.resize(static_cast<size_t>(T * kv_dim));
