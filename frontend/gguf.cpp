@@ -4,6 +4,7 @@
 #include "frontend/gguf.h"
 
 #include "ir/error.h"
+#include "ir/text_utils.h"
 
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -29,20 +30,6 @@ uint64_t scalar_size(ValueType type) {
     case ValueType::U64: case ValueType::I64: case ValueType::F64: return 8;
     default: return 0;  // STRING and ARRAY have no fixed size
   }
-}
-
-bool valid_utf8(std::string_view s) {
-  size_t i = 0;
-  while (i < s.size()) {
-    auto c = static_cast<unsigned char>(s[i]);
-    size_t extra = c < 0x80 ? 0 : (c & 0xE0) == 0xC0 ? 1 : (c & 0xF0) == 0xE0 ? 2 : (c & 0xF8) == 0xF0 ? 3 : 4;
-    if (extra == 4 || (extra == 1 && c < 0xC2) || i + extra >= s.size() + (extra == 0)) return false;
-    for (size_t k = 1; k <= extra; ++k) {
-      if ((static_cast<unsigned char>(s[i + k]) & 0xC0) != 0x80) return false;
-    }
-    i += extra + 1;
-  }
-  return true;
 }
 
 // Bounded little-endian reader over [pos, end). `what` strings name the field being read so a truncated

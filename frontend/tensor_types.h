@@ -3,6 +3,8 @@
 // checks that the file is a BitNet one (spec 2.1).
 #pragma once
 
+#include "ir/half.h"
+
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -39,8 +41,6 @@ std::optional<uint64_t> tensor_nbytes(TensorType type, int64_t ne0, int64_t n_el
 // through n_elements).
 void decode_to_f32(TensorType type, const uint8_t* data, int64_t n_elements, float* out);
 
-float f16_to_f32(uint16_t h);
-uint16_t f32_to_f16(float f);  // round to nearest even
 float bf16_to_f32(uint16_t h);
 
 // Bit-exact encoders for the ternary formats (used by synth and tests). `trits` holds -1/0/+1 per element.

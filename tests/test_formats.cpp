@@ -48,15 +48,7 @@ uint32_t bits(float x) {
   return u;
 }
 
-struct TempDir {
-  std::filesystem::path path;
-  explicit TempDir(const std::string& tag) {
-    path = std::filesystem::temp_directory_path() / ("bitnetc-test-" + tag + "-" + std::to_string(::getpid()));
-    std::filesystem::create_directories(path);
-  }
-  ~TempDir() { std::filesystem::remove_all(path); }
-  std::string file(const std::string& name) const { return (path / name).string(); }
-};
+using bitnet::test::TempDir;
 
 }  // namespace
 

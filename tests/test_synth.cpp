@@ -26,15 +26,7 @@ namespace {
 const char* kTinyShape = "hidden=256,layers=2,heads=4,kv-heads=2,ffn=256,vocab=300";
 const char* kBitLinear[] = {"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"};
 
-struct TempDir {
-  std::filesystem::path path;
-  explicit TempDir(const std::string& tag) {
-    path = std::filesystem::temp_directory_path() / ("bitnetc-test-" + tag + "-" + std::to_string(::getpid()));
-    std::filesystem::create_directories(path);
-  }
-  ~TempDir() { std::filesystem::remove_all(path); }
-  std::string file(const std::string& name) const { return (path / name).string(); }
-};
+using bitnet::test::TempDir;
 
 SynthOptions tiny(TensorType type, uint64_t seed = 1) {
   SynthOptions o;

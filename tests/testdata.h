@@ -4,6 +4,8 @@
 
 #include <catch2/catch.hpp>
 
+#include <unistd.h>
+
 #include <filesystem>
 #include <string>
 
@@ -22,5 +24,16 @@ inline bool have_shared(const std::string& relative) {
 inline std::string local_testdata(const std::string& relative) {
   return std::string(BITNETC_TEST_DIR) + "/data/" + relative;
 }
+
+// A fresh folder under the system's temporary directory, removed with everything in it at scope exit.
+struct TempDir {
+  std::filesystem::path path;
+  explicit TempDir(const std::string& tag) {
+    path = std::filesystem::temp_directory_path() / ("bitnetc-test-" + tag + "-" + std::to_string(::getpid()));
+    std::filesystem::create_directories(path);
+  }
+  ~TempDir() { std::filesystem::remove_all(path); }
+  std::string file(const std::string& name) const { return (path / name).string(); }
+};
 
 }  // namespace bitnet::test

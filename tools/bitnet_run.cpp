@@ -3,6 +3,7 @@
 // use --json. Errors are one line on stderr and a non-zero exit.
 #include "frontend/compile.h"
 #include "ir/error.h"
+#include "ir/text_utils.h"
 #include "runtime/model.h"
 #include "runtime/sampler.h"
 
@@ -46,20 +47,6 @@ std::vector<int32_t> parse_ids(const std::string& flag, const std::string& text)
   }
   if (ids.empty()) fail("{}: no token ids given", flag);
   return ids;
-}
-
-bool valid_utf8(const std::string& s) {
-  size_t i = 0;
-  while (i < s.size()) {
-    auto c = static_cast<unsigned char>(s[i]);
-    size_t extra = c < 0x80 ? 0 : (c & 0xE0) == 0xC0 ? 1 : (c & 0xF0) == 0xE0 ? 2 : (c & 0xF8) == 0xF0 ? 3 : 4;
-    if (extra == 4 || (extra == 1 && c < 0xC2) || i + extra >= s.size() + (extra == 0)) return false;
-    for (size_t k = 1; k <= extra; ++k) {
-      if ((static_cast<unsigned char>(s[i + k]) & 0xC0) != 0x80) return false;
-    }
-    i += extra + 1;
-  }
-  return true;
 }
 
 struct Args {

@@ -50,9 +50,9 @@ bool is_bundle(const std::string& path) {
 }
 
 void print_pass_runs(const CompileReport& report) {
-  std::fprintf(stderr, "%-16s %10s %8s %8s %s\n", "pass", "ms", "ops in", "ops out", "changed");
+  std::fprintf(stderr, "%-20s %10s %8s %8s %s\n", "pass", "ms", "ops in", "ops out", "changed");
   for (auto& run : report.passes) {
-    std::fprintf(stderr, "%-16s %10.3f %8zu %8zu %s\n", run.name.c_str(), run.ms, run.ops_before, run.ops_after, run.changed ? "yes" : "no");
+    std::fprintf(stderr, "%-20s %10.3f %8zu %8zu %s\n", run.name.c_str(), run.ms, run.ops_before, run.ops_after, run.changed ? "yes" : "no");
   }
 }
 

@@ -3,6 +3,7 @@
 #include "codegen/ref/ref_backend.h"
 
 #include "ir/error.h"
+#include "ir/half.h"
 
 #include <algorithm>
 #include <cmath>
@@ -11,25 +12,11 @@
 namespace bitnet::ref {
 namespace {
 
-float half_to_float(uint16_t h) {
-  uint32_t sign = static_cast<uint32_t>(h & 0x8000) << 16, exponent = (h >> 10) & 0x1F, mantissa = h & 0x3FF, bits;
-  if (exponent == 0x1F) bits = sign | 0x7F800000u | (mantissa << 13);
-  else if (exponent) bits = sign | ((exponent + 112) << 23) | (mantissa << 13);
-  else {
-    float f = std::ldexp(static_cast<float>(mantissa), -24);
-    std::memcpy(&bits, &f, 4);
-    bits |= sign;
-  }
-  float f;
-  std::memcpy(&f, &bits, 4);
-  return f;
-}
-
 // Row r of a float matrix weight as f32.
 void weight_row(const WeightView& w, int64_t r, int64_t k, float* out) {
   if (w.type->dtype == ir::DType::F16) {
     const uint8_t* p = w.data + 2 * r * k;
-    for (int64_t i = 0; i < k; ++i) out[i] = half_to_float(static_cast<uint16_t>(p[2 * i] | (p[2 * i + 1] << 8)));
+    for (int64_t i = 0; i < k; ++i) out[i] = f16_to_f32(static_cast<uint16_t>(p[2 * i] | (p[2 * i + 1] << 8)));
   } else {
     std::memcpy(out, w.data + 4 * r * k, static_cast<size_t>(k) * 4);
   }
