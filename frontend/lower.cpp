@@ -13,9 +13,15 @@
 namespace bitnet {
 namespace {
 
-std::vector<float> decode_tensor(const gguf::File& file, const gguf::TensorInfo& t) {
+std::vector<float> decode_tensor(const gguf::File& file, const gguf::TensorInfo& t, I2SLayout layout = I2SLayout::X86_128) {
   std::vector<float> values(static_cast<size_t>(t.n_elements()));
-  decode_to_f32(t.type, file.tensor_data(t), t.n_elements(), values.data());
+  if (t.type == TensorType::I2_S) {
+    if (layout == I2SLayout::X86_1x4 && t.ne[1] % 4 != 0) fail("{}: tensor '{}': --i2s-layout x86-1x4 needs rows in fours, has {}", file.path(), t.name, t.ne[1]);
+    if (layout == I2SLayout::Arm64 && t.ne[0] % 64 != 0) fail("{}: tensor '{}': --i2s-layout arm-64 needs rows of a multiple of 64", file.path(), t.name);
+    decode_i2_s(file.tensor_data(t), t.ne[0], t.n_elements(), layout, values.data());
+  } else {
+    decode_to_f32(t.type, file.tensor_data(t), t.n_elements(), values.data());
+  }
   return values;
 }
 
@@ -82,18 +88,19 @@ class Lowerer {
     std::optional<float> scale = format_scale(*t);
     std::vector<float> values;
     if (!scale) {
-      values = decode_tensor(file, *t);
+      values = decode_tensor(file, *t, options_.i2s_layout);
       scale = ternary_scale(values);
     }
     if (scale && *scale > 0) {
       float s = *scale;
-      out_.weights.push_back({t2_nbytes(n, k), [&file, t, s, n, k](uint8_t* out) {
-                                auto values = decode_tensor(file, *t);
+      I2SLayout layout = options_.i2s_layout;
+      out_.weights.push_back({t2_nbytes(n, k), [&file, t, s, n, k, layout](uint8_t* out) {
+                                auto values = decode_tensor(file, *t, layout);
                                 pack_t2(values.data(), n, k, s, out);
                               }});
       return m_.add_weight(t->name, {ir::DType::T2, {n, k}});
     }
-    if (values.empty()) values = decode_tensor(file, *t);
+    if (values.empty()) values = decode_tensor(file, *t, options_.i2s_layout);
     for (float v : values) {
       if (!std::isfinite(v)) fail("{}: tensor '{}': contains NaN or Inf", file.path(), t->name);
     }

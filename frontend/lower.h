@@ -5,6 +5,7 @@
 
 #include "frontend/gguf.h"
 #include "frontend/model.h"
+#include "frontend/tensor_types.h"
 #include "ir/ir.h"
 
 #include <functional>
@@ -16,6 +17,7 @@ namespace bitnet {
 struct LowerOptions {
   std::string act_quant = "int8_token";  // or "none"
   std::string ffn_act;                   // "", relu2, silu: overrides the file
+  I2SLayout i2s_layout = I2SLayout::X86_128;  // how to read I2_S bytes (spec 2.5)
 };
 
 // One weight's bytes in the bundle layout of its IR dtype (see runtime/weights.h), produced on demand so a

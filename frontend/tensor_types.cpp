@@ -134,20 +134,38 @@ void decode_to_f32(TensorType type, const uint8_t* data, int64_t n, float* out) 
       return;
     case TensorType::TQ2_0: for (int64_t b = 0; b < n / 256; ++b) decode_tq2_0_block(data + 66 * b, out + 256 * b); return;
     case TensorType::TQ1_0: for (int64_t b = 0; b < n / 256; ++b) decode_tq1_0_block(data + 54 * b, out + 256 * b); return;
-    case TensorType::I2_S: {
-      // One flat sequence; group k of 128 elements fills bytes 32k..32k+31, element 32g+j at bits 6-2g of
-      // byte 32k+j. The f32 scale follows the codes.
-      float scale;
-      std::memcpy(&scale, data + n / 4, 4);
-      for (int64_t k = 0; k < n / 128; ++k)
+    case TensorType::I2_S: decode_i2_s(data, 128, n, I2SLayout::X86_128, out); return;
+    case TensorType::Q8_K: assert(false && "Q8_K is never decoded from a file"); return;
+  }
+}
+
+std::optional<I2SLayout> i2s_layout_from_name(const std::string& name) {
+  if (name == "x86-128") return I2SLayout::X86_128;
+  if (name == "arm-64") return I2SLayout::Arm64;
+  if (name == "x86-1x4") return I2SLayout::X86_1x4;
+  return std::nullopt;
+}
+
+void decode_i2_s(const uint8_t* data, int64_t ne0, int64_t n, I2SLayout layout, float* out) {
+  float scale;
+  std::memcpy(&scale, data + n / 4, 4);  // the f32 scale follows the n/4 bytes of codes in every layout
+  auto value = [scale](uint8_t byte, int shift) { return static_cast<float>(((byte >> shift) & 3) - 1) * scale; };
+  switch (layout) {
+    case I2SLayout::X86_128:  // group k of 128 fills bytes 32k..32k+31; element 32g+j at bits 6-2g of byte 32k+j
+    case I2SLayout::Arm64: {  // group k of 64 fills bytes 16k..16k+15; element 16g+j at bits 6-2g of byte 16k+j
+      const int64_t group = layout == I2SLayout::X86_128 ? 128 : 64, lane = group / 4;
+      for (int64_t k = 0; k < n / group; ++k)
         for (int g = 0; g < 4; ++g)
-          for (int j = 0; j < 32; ++j) {
-            int code = (data[32 * k + j] >> (6 - 2 * g)) & 3;
-            out[128 * k + 32 * g + j] = static_cast<float>(code - 1) * scale;
-          }
+          for (int64_t j = 0; j < lane; ++j) out[group * k + lane * g + j] = value(data[lane * k + j], 6 - 2 * g);
       return;
     }
-    case TensorType::Q8_K: assert(false && "Q8_K is never decoded from a file"); return;
+    case I2SLayout::X86_1x4: {  // byte rg*ne0 + c holds column c of rows 4rg..4rg+3, the first row highest
+      const int64_t rows = n / ne0;
+      for (int64_t rg = 0; rg < rows / 4; ++rg)
+        for (int64_t c = 0; c < ne0; ++c)
+          for (int r = 0; r < 4; ++r) out[(4 * rg + r) * ne0 + c] = value(data[rg * ne0 + c], 6 - 2 * r);
+      return;
+    }
   }
 }
 

@@ -36,6 +36,14 @@ std::string unsupported_type_name(uint32_t id);
 // multiple of the block or the size overflows. I2_S: n/4 + 32 (codes, then a 32-byte tail with the scale).
 std::optional<uint64_t> tensor_nbytes(TensorType type, int64_t ne0, int64_t n_elements);
 
+// I2_S byte layouts Microsoft's code can write under the same type id, with no marker in the file (spec 2.5):
+// the 128-element groups of the published 2B4T file (the default), ARM builds' 64-element groups, and x86
+// builds without ACT_PARALLEL that interleave rows in fours.
+enum class I2SLayout { X86_128, Arm64, X86_1x4 };
+std::optional<I2SLayout> i2s_layout_from_name(const std::string& name);  // x86-128, arm-64, x86-1x4
+// Decodes an I2_S tensor of `n` elements in rows of `ne0` under `layout`.
+void decode_i2_s(const uint8_t* data, int64_t ne0, int64_t n, I2SLayout layout, float* out);
+
 // Decodes `n_elements` elements of `type` at `data` (already bounds-checked by the caller) into `out`.
 // Row-major over the whole tensor; `ne0` is the row length (needed by I2_S's tail-scale position only
 // through n_elements).

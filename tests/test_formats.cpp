@@ -382,3 +382,31 @@ TEST_CASE("formats: describe_model names the key or tensor it rejects", "[format
     rejected(e, {"output_norm.weight", "missing"});
   }
 }
+
+TEST_CASE("I2_S layouts: arm-64 and x86-1x4 decode what the spec says they store", "[formats]") {
+  // Packers written from spec 2.5's words, independent of the decoder.
+  const int64_t ne0 = 128, rows = 8, n = ne0 * rows;
+  std::mt19937 rng(5);
+  std::vector<int8_t> trits(n);
+  for (auto& t : trits) t = static_cast<int8_t>(static_cast<int>(rng() % 3) - 1);
+  const float scale = 0.75f;
+  auto with_scale = [&](std::vector<uint8_t> bytes) {
+    bytes.resize(n / 4 + 32, 0);
+    std::memcpy(bytes.data() + n / 4, &scale, 4);
+    return bytes;
+  };
+  std::vector<uint8_t> arm(n / 4, 0), interleaved(n / 4, 0);
+  for (int64_t i = 0; i < n; ++i) {  // arm-64: element 16g+j of group k at bits 6-2g of byte 16k+j
+    int64_t k = i / 64, g = (i % 64) / 16, j = i % 16;
+    arm[16 * k + j] |= static_cast<uint8_t>((trits[i] + 1) << (6 - 2 * g));
+  }
+  for (int64_t r = 0; r < rows; ++r)  // x86-1x4: byte rg*ne0 + c = row 4rg << 6 | row 4rg+1 << 4 | ...
+    for (int64_t c = 0; c < ne0; ++c) interleaved[(r / 4) * ne0 + c] |= static_cast<uint8_t>((trits[r * ne0 + c] + 1) << (6 - 2 * (r % 4)));
+  for (auto [layout, bytes] : {std::pair{I2SLayout::Arm64, with_scale(arm)}, std::pair{I2SLayout::X86_1x4, with_scale(interleaved)}}) {
+    std::vector<float> out(n);
+    decode_i2_s(bytes.data(), ne0, n, layout, out.data());
+    for (int64_t i = 0; i < n; ++i) REQUIRE(out[i] == trits[i] * scale);
+  }
+  CHECK(i2s_layout_from_name("x86-128") == I2SLayout::X86_128);
+  CHECK_FALSE(i2s_layout_from_name("arm-128"));
+}

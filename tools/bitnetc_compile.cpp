@@ -71,7 +71,7 @@ void print_stats(const CompileReport& report) {
 Command add_compile_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("compile", "compile a GGUF into a bundle");
   struct Args {
-    std::string model, out, target = "ref", act_quant = "int8-token", ffn_act;
+    std::string model, out, target = "ref", act_quant = "int8-token", ffn_act, i2s_layout = "x86-128";
     std::optional<std::string> pipeline;
     PipelineFlags printing;
     bool stats = false;
@@ -79,6 +79,7 @@ Command add_compile_command(CLI::App& app) {
   auto a = std::make_shared<Args>();
   cmd->add_option("model", a->model, "model.gguf")->required();
   cmd->add_option("-o,--output", a->out, "output bundle")->required();
+  cmd->add_option("--i2s-layout", a->i2s_layout, "I2_S byte layout: x86-128 (the published 2B4T file), arm-64, x86-1x4");
   cmd->add_option("--passes", a->pipeline, "comma-separated pass pipeline instead of the target's (\"\" runs none)");
   cmd->add_flag("--stats", a->stats, "print ops before/after the passes, per-pass time, arena size");
   add_pipeline_flags(cmd, a->printing);
@@ -90,6 +91,9 @@ Command add_compile_command(CLI::App& app) {
     options.target = a->target;
     options.lower.act_quant = act_quant_value(a->act_quant);
     options.lower.ffn_act = a->ffn_act;
+    auto layout = i2s_layout_from_name(a->i2s_layout);
+    if (!layout) fail("--i2s-layout: '{}' is not one of x86-128, arm-64, x86-1x4", a->i2s_layout);
+    options.lower.i2s_layout = *layout;
     if (a->pipeline) options.pipeline = passes::parse_pipeline(*a->pipeline);
     options.printing = a->printing.options();
     auto start = std::chrono::steady_clock::now();
