@@ -69,6 +69,11 @@ CompileReport compile_gguf(const std::string& gguf_path, const std::string& bund
   auto file = gguf::File::open(gguf_path);
   LoweredModel lowered = lower_model(file, options.lower);
   TokenizerVocab vocab = read_tokenizer_vocab(file);
+  try {
+    Tokenizer check(vocab);  // refuse at compile time what the runtime would refuse at load
+  } catch (const Error& e) {
+    fail("{}: tokenizer: {}", gguf_path, e.what());
+  }
   const HParams& hp = lowered.hparams;
   CompileReport report;
   report.n_ops_lowered = lowered.module.nodes.size();

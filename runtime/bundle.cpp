@@ -107,7 +107,25 @@ Bundle Bundle::open(const std::string& path) {
   ::close(fd);
   if (map == MAP_FAILED) fail("{}: cannot mmap: {}", path, std::strerror(errno));
   b.base_ = static_cast<const uint8_t*>(map);
+  b.mapped_ = true;
+  b.parse();
+  return b;
+}
 
+Bundle Bundle::from_memory(std::vector<uint8_t> bytes, const std::string& name) {
+  Bundle b;
+  b.path_ = name;
+  b.owned_ = std::move(bytes);
+  b.base_ = b.owned_.data();
+  b.size_ = b.owned_.size();
+  if (b.size_ < kHeaderBytes) fail("{}: header: file is {} bytes, a bundle header needs {}", name, b.size_, kHeaderBytes);
+  b.parse();
+  return b;
+}
+
+void Bundle::parse() {
+  Bundle& b = *this;
+  const std::string& path = path_;
   const uint8_t* h = b.base_;
   if (std::memcmp(h, kBundleMagic, 8) != 0) fail("{}: magic: not a bitnetc bundle (expected \"BITNETCB\")", path);
   uint32_t version, count;
@@ -136,25 +154,27 @@ Bundle Bundle::open(const std::string& path) {
     }
     b.entries_.push_back(entry);
   }
-  return b;
 }
 
 Bundle::Bundle(Bundle&& o) noexcept { *this = std::move(o); }
 
 Bundle& Bundle::operator=(Bundle&& o) noexcept {
   if (this == &o) return *this;
-  if (base_) ::munmap(const_cast<uint8_t*>(base_), size_);
+  if (base_ && mapped_) ::munmap(const_cast<uint8_t*>(base_), size_);
   path_ = std::move(o.path_);
   target_ = std::move(o.target_);
   producer_ = std::move(o.producer_);
-  base_ = std::exchange(o.base_, nullptr);
+  owned_ = std::move(o.owned_);
+  mapped_ = std::exchange(o.mapped_, false);
+  base_ = mapped_ ? std::exchange(o.base_, nullptr) : owned_.data();
+  o.base_ = nullptr;
   size_ = std::exchange(o.size_, 0);
   entries_ = std::move(o.entries_);
   return *this;
 }
 
 Bundle::~Bundle() {
-  if (base_) ::munmap(const_cast<uint8_t*>(base_), size_);
+  if (base_ && mapped_) ::munmap(const_cast<uint8_t*>(base_), size_);
 }
 
 bool Bundle::has(const std::string& name) const {

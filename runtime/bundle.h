@@ -42,6 +42,8 @@ class Bundle {
  public:
   // Maps and validates; throws bitnet::Error naming the file and the field.
   static Bundle open(const std::string& path);
+  // Validates a bundle already in memory (tests, fuzzing); `name` is used in messages.
+  static Bundle from_memory(std::vector<uint8_t> bytes, const std::string& name);
   Bundle(Bundle&&) noexcept;
   Bundle& operator=(Bundle&&) noexcept;
   ~Bundle();
@@ -56,6 +58,7 @@ class Bundle {
 
  private:
   Bundle() = default;
+  void parse();
   struct Entry {
     std::string name;
     uint64_t offset, size;
@@ -63,6 +66,8 @@ class Bundle {
   std::string path_, target_, producer_;
   const uint8_t* base_ = nullptr;
   uint64_t size_ = 0;
+  bool mapped_ = false;          // base_ is an mmap to release
+  std::vector<uint8_t> owned_;   // from_memory
   std::vector<Entry> entries_;
 };
 

@@ -4,8 +4,10 @@
 
 namespace bitnet {
 
-std::unique_ptr<Model> Model::load(const std::string& path) {
-  auto bundle = Bundle::open(path);
+std::unique_ptr<Model> Model::load(const std::string& path) { return from_bundle(Bundle::open(path)); }
+
+std::unique_ptr<Model> Model::from_bundle(Bundle bundle) {
+  const std::string path = bundle.path();
   if (bundle.target() != "ref") {
     fail("{}: target: the bundle was compiled for '{}' but this runtime executes 'ref' bundles (recompile with --target ref)", path, bundle.target());
   }

@@ -21,6 +21,8 @@ class Model {
  public:
   // Opens and validates `path`; refuses a bundle whose target this runtime cannot execute.
   static std::unique_ptr<Model> load(const std::string& path);
+  // Validates and binds an opened bundle (fuzzing and tests hand one built in memory).
+  static std::unique_ptr<Model> from_bundle(Bundle bundle);
 
   const std::string& path() const { return bundle_.path(); }
   const std::string& target() const { return bundle_.target(); }

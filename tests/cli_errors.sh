@@ -43,6 +43,29 @@ expect_error "bundle given to inspect" "magic" "$BITNETC" inspect "$WORK/tiny.bu
 expect_error "GGUF given as bundle to dump-ir of junk" "junk.gguf" "$BITNETC" dump-ir "$WORK/junk.gguf"
 expect_error "missing prompt file" "-f" "$RUN" "$WORK/tiny.bundle" -f "$WORK/none.txt"
 
+# The hostile-input table (tests/hostile/make_hostile.py): each file must be refused with exit != 0 and
+# exactly one line on stderr that names the file and the field.
+"$BITNETC" synth --shape hidden=32,layers=1,heads=2,kv-heads=1,ffn=32,vocab=260,context=16 --type f16 -o "$WORK/valid16.gguf" 2>/dev/null
+"$BITNETC" synth --shape hidden=128,layers=1,heads=2,kv-heads=1,ffn=128,vocab=260,context=16 --type i2_s -o "$WORK/validi2s.gguf" 2>/dev/null
+mkdir -p "$WORK/hostile"
+BITNETC="$BITNETC" python3 "$(dirname "$0")/hostile/make_hostile.py" "$WORK/hostile" "$WORK/valid16.gguf" "$WORK/validi2s.gguf" "$WORK/tiny.bundle" > "$WORK/hostile.tsv"
+while IFS=$'\t' read -r file command needle; do
+  case "$command" in
+    inspect) cmd=("$BITNETC" inspect "$file") ;;
+    compile) cmd=("$BITNETC" compile "$file" -o "$WORK/hostile-out.bundle") ;;
+    run) cmd=("$RUN" "$file" -p hi -n 1) ;;
+    opt) cmd=("$BITNETC" opt "$file" -p "") ;;
+  esac
+  err=$("${cmd[@]}" 2>&1 >/dev/null); rc=$?
+  lines=$(printf '%s\n' "$err" | grep -c .)
+  if [ $rc -ne 0 ] && [ "$lines" -eq 1 ] && grep -qF -- "$file" <<<"$err" && grep -qF -- "$needle" <<<"$err"; then
+    passed=$((passed + 1))
+  else
+    failed=$((failed + 1)); echo "FAIL: hostile $(basename "$file") (exit $rc, $lines lines, wants '$needle'): $err"
+  fi
+done < "$WORK/hostile.tsv"
+[ -e "$WORK/hostile-out.bundle" ] && { failed=$((failed + 1)); echo "FAIL: a refused compile left an output"; }
+
 ls "$WORK"/*.tmp.* >/dev/null 2>&1 && { failed=$((failed + 1)); echo "FAIL: a temporary file was left behind"; }
 [ -e "$WORK/out.bundle" ] && { failed=$((failed + 1)); echo "FAIL: a failed compile left an output"; }
 echo "$passed passed, $failed failed"

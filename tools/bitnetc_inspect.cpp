@@ -48,6 +48,7 @@ Command add_inspect_command(CLI::App& app) {
     out["file"] = *path;
     out["version"] = file.version();
     out["alignment"] = file.alignment();
+    out["data_offset"] = file.data_offset();
     json meta = json::object();
     for (auto& kv : file.metadata()) meta[kv.key] = value_to_json(file, kv.key, kv.value);
     out["metadata"] = meta;

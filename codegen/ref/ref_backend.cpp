@@ -31,7 +31,11 @@ float quantize_row_int8(const float* x, int64_t k, int8_t* q) {
   double amax = 1e-5;
   for (int64_t i = 0; i < k; ++i) amax = std::max(amax, static_cast<double>(std::fabs(x[i])));
   float a = static_cast<float>(127.0 / amax);
-  for (int64_t i = 0; i < k; ++i) q[i] = static_cast<int8_t>(std::clamp(std::nearbyint(x[i] * a), -128.0f, 127.0f));
+  for (int64_t i = 0; i < k; ++i) {
+    float r = std::nearbyint(x[i] * a);
+    // A NaN here means corrupt weights upstream; converting it to int8 would be undefined behaviour.
+    q[i] = std::isnan(r) ? 0 : static_cast<int8_t>(std::clamp(r, -128.0f, 127.0f));
+  }
   return a;
 }
 
