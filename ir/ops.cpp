@@ -58,7 +58,7 @@ int64_t floats_per_row(const Type& t) {
 }
 
 int Module::add_weight(const std::string& name, Type type) {
-  weights.push_back({name, std::move(type)});
+  weights.push_back({name, std::move(type), {}});
   return static_cast<int>(weights.size() - 1);
 }
 

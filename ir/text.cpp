@@ -255,7 +255,6 @@ class Parser {
       expect('%');
       results.push_back(name());
     }
-    const std::string& result = results[0];
     expect('=');
     skip_space();
     size_t start = pos_;

@@ -27,6 +27,7 @@ inline uint64_t weight_nbytes(const ir::Type& t) {
     case ir::DType::F32: case ir::DType::I32: return static_cast<uint64_t>(elements) * 4;
     case ir::DType::F16: return static_cast<uint64_t>(elements) * 2;
     case ir::DType::T2: return t2_nbytes(t.dims[0], t.dims[1]);
+    case ir::DType::Q8: return 0;  // activations only, never a weight
   }
   return 0;
 }
