@@ -49,6 +49,17 @@ bool is_bundle(const std::string& path) {
   return std::memcmp(magic, kBundleMagic, 8) == 0;
 }
 
+// IR text to stdout, or to `path` through a temporary file and a rename.
+void write_text(const std::string& path, const std::string& text) {
+  if (path.empty()) {
+    std::cout << text;
+    return;
+  }
+  AtomicFile out(path);
+  out.write(text.data(), text.size());
+  out.commit();
+}
+
 void print_pass_runs(const CompileReport& report) {
   std::fprintf(stderr, "%-20s %10s %8s %8s %s\n", "pass", "ms", "ops in", "ops out", "changed");
   for (auto& run : report.passes) {
@@ -138,14 +149,7 @@ Command add_opt_command(CLI::App& app) {
       report.passes = runs;
       print_pass_runs(report);
     }
-    std::string out = ir::print(module);
-    if (a->out.empty()) {
-      std::cout << out;
-    } else {
-      AtomicFile file(a->out);
-      file.write(out.data(), out.size());
-      file.commit();
-    }
+    write_text(a->out, ir::print(module));
     return 0;
   };
 }
@@ -184,13 +188,7 @@ Command add_dump_ir_command(CLI::App& app) {
       }
       text = lowered_ir_text(a->model, options, pipeline);
     }
-    if (a->out.empty()) {
-      std::cout << text;
-    } else {
-      AtomicFile out(a->out);
-      out.write(text.data(), text.size());
-      out.commit();
-    }
+    write_text(a->out, text);
     return 0;
   };
 }
