@@ -58,8 +58,8 @@ void pack_t2(const float* values, int64_t n, int64_t k, float scale, uint8_t* ou
 
 class Lowerer {
  public:
-  Lowerer(const gguf::File& file, const LowerOptions& options, LoweredModel& out)
-      : file_(file), options_(options), out_(out), m_(out.module) {}
+  Lowerer(const gguf::File& file, const LowerOptions& options, const ModelTensors& tensors, LoweredModel& out)
+      : file_(file), options_(options), tensors_(tensors), out_(out), m_(out.module) {}
 
   // A float weight (norms, scales, biases, the embedding) in f32, or f16 kept as is.
   int float_weight(const gguf::TensorInfo* t, std::vector<int64_t> dims, bool keep_f16) {
@@ -197,12 +197,9 @@ class Lowerer {
   const HParams& hp() const { return out_.hparams; }
   const ModelTensors& out_tensors() const { return tensors_; }
 
- public:
-  ModelTensors tensors_;
-
- private:
   const gguf::File& file_;
   const LowerOptions& options_;
+  const ModelTensors& tensors_;
   LoweredModel& out_;
   ir::Module& m_;
 };
@@ -214,9 +211,7 @@ LoweredModel lower_model(const gguf::File& file, const LowerOptions& options) {
   auto description = describe_model(file, options.ffn_act);
   out.hparams = description.hparams;
   out.notes = description.notes;
-  Lowerer lowerer(file, options, out);
-  lowerer.tensors_ = description.tensors;
-  lowerer.run();
+  Lowerer(file, options, description.tensors, out).run();
   return out;
 }
 
