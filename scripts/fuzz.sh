@@ -22,7 +22,7 @@ seed() {  # seed TARGET: fills $OUT/TARGET/corpus
   case "$1" in
     gguf|bundle)
       build/tools/bitnetc synth -o "$OUT/seed.gguf" --type f16 --shape hidden=32,layers=1,heads=2,kv-heads=1,ffn=32,vocab=260,context=16 2>/dev/null
-      if [ "$1" = gguf ]; then cp "$OUT/seed.gguf" "$dir/"; [ -d tests/data/fuzz/gguf ] && cp tests/data/fuzz/gguf/* "$dir/" || true
+      if [ "$1" = gguf ]; then cp "$OUT/seed.gguf" "$dir/"; cp tests/data/fuzz/gguf/* "$dir/" 2>/dev/null || true
       else build/tools/bitnetc compile "$OUT/seed.gguf" -o "$dir/seed.bundle" 2>/dev/null; fi ;;
     ir) cp tests/ir/*.bir "$dir/" ;;
     tokenizer) awk -v d="$dir" 'BEGIN{RS="\n__ggml_vocab_test__\n"} {f=d "/t" NR; printf "%s", $0 > f; close(f)}' tests/data/llama3-vocab.gguf.inp ;;
@@ -31,12 +31,13 @@ seed() {  # seed TARGET: fills $OUT/TARGET/corpus
 for t in "${TARGETS[@]}"; do
   seed "$t"
   mkdir -p "$OUT/$t/crashes"
+  start_marker="$OUT/$t/started"; touch "$start_marker"   # crashes are counted from this run only
   case "$LIMIT" in -runs=*) budget="$LIMIT" ;; *) budget="-max_total_time=$LIMIT" ;; esac
   log="$OUT/$t/log.txt"
   build-fuzz/tests/fuzz/fuzz_$t "$OUT/$t/corpus" $budget -max_len=65536 -timeout=10 -rss_limit_mb=4096 \
     -artifact_prefix="$OUT/$t/crashes/" -print_final_stats=1 >"$log" 2>&1 || true
   execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo 0)
-  crashes=$(find "$OUT/$t/crashes" -type f | wc -l)
+  crashes=$(find "$OUT/$t/crashes" -type f -newer "$start_marker" | wc -l)
   cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1 | grep -o '[0-9]*' || echo "?")
   echo "fuzz_$t: $execs executions, $crashes crashes, coverage $cov edges (log: $log)"
 done
