@@ -6,10 +6,6 @@
 #include "ir/error.h"
 #include "ir/text_utils.h"
 
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -86,30 +82,9 @@ const char* value_type_name(ValueType type) {
 File File::open(const std::string& path) {
   File file;
   file.path_ = path;
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) fail("{}: cannot open: {}", path, std::strerror(errno));
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) {
-    int err = errno;
-    ::close(fd);
-    fail("{}: cannot stat: {}", path, std::strerror(err));
-  }
-  if (!S_ISREG(st.st_mode)) {
-    ::close(fd);
-    fail("{}: not a regular file", path);
-  }
-  file.size_ = static_cast<uint64_t>(st.st_size);
-  if (file.size_ > 0) {
-    void* map = ::mmap(nullptr, file.size_, PROT_READ, MAP_PRIVATE, fd, 0);
-    if (map == MAP_FAILED) {
-      int err = errno;
-      ::close(fd);
-      fail("{}: cannot mmap {} bytes: {}", path, file.size_, std::strerror(err));
-    }
-    file.mapping_ = map;
-    file.base_ = static_cast<const uint8_t*>(map);
-  }
-  ::close(fd);
+  file.bytes_ = FileBytes::map(path);
+  file.base_ = file.bytes_.data();
+  file.size_ = file.bytes_.size();
   file.parse();
   return file;
 }
@@ -117,38 +92,11 @@ File File::open(const std::string& path) {
 File File::from_memory(std::vector<uint8_t> bytes, const std::string& name) {
   File file;
   file.path_ = name;
-  file.owned_ = std::move(bytes);
-  file.base_ = file.owned_.data();
-  file.size_ = file.owned_.size();
+  file.bytes_ = FileBytes::adopt(std::move(bytes));
+  file.base_ = file.bytes_.data();
+  file.size_ = file.bytes_.size();
   file.parse();
   return file;
-}
-
-File::File(File&& other) noexcept { *this = std::move(other); }
-
-File& File::operator=(File&& other) noexcept {
-  if (this == &other) return *this;
-  if (mapping_) ::munmap(mapping_, size_);
-  path_ = std::move(other.path_);
-  owned_ = std::move(other.owned_);
-  mapping_ = std::exchange(other.mapping_, nullptr);
-  base_ = mapping_ ? static_cast<const uint8_t*>(mapping_) : owned_.data();
-  other.base_ = nullptr;
-  size_ = std::exchange(other.size_, 0);
-  version_ = other.version_;
-  alignment_ = other.alignment_;
-  data_start_ = other.data_start_;
-  kvs_ = std::move(other.kvs_);
-  kv_index_ = std::move(other.kv_index_);
-  tensors_ = std::move(other.tensors_);
-  tensor_index_ = std::move(other.tensor_index_);
-  warnings_ = std::move(other.warnings_);
-  // Value views point into the buffer; a vector move keeps its storage, a mapping keeps its address.
-  return *this;
-}
-
-File::~File() {
-  if (mapping_) ::munmap(mapping_, size_);
 }
 
 void File::parse() {

@@ -6,6 +6,7 @@
 #pragma once
 
 #include "frontend/tensor_types.h"
+#include "ir/file_bytes.h"
 
 #include <cstdint>
 #include <memory>
@@ -65,9 +66,9 @@ class File {
   // Validates a buffer that is already in memory (tests, fuzzing); `name` is used in messages.
   static File from_memory(std::vector<uint8_t> bytes, const std::string& name);
 
-  File(File&&) noexcept;
-  File& operator=(File&&) noexcept;
-  ~File();
+  // Moving keeps every view valid: the mapping and the buffer do not move.
+  File(File&&) noexcept = default;
+  File& operator=(File&&) noexcept = default;
 
   const std::string& path() const { return path_; }
   uint32_t version() const { return version_; }
@@ -106,8 +107,7 @@ class File {
   std::string path_;
   const uint8_t* base_ = nullptr;
   uint64_t size_ = 0;
-  void* mapping_ = nullptr;          // munmap on destruction when set
-  std::vector<uint8_t> owned_;       // from_memory
+  FileBytes bytes_;                  // base_ and size_ point into it
   uint32_t version_ = 0;
   uint32_t alignment_ = kDefaultAlignment;
   uint64_t data_start_ = 0;

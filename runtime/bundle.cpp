@@ -88,36 +88,16 @@ void BundleWriter::write(const std::string& path, const std::function<void(size_
   out.commit();
 }
 
-Bundle Bundle::open(const std::string& path) {
-  Bundle b;
-  b.path_ = path;
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) fail("{}: cannot open: {}", path, std::strerror(errno));
-  struct stat st {};
-  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    ::close(fd);
-    fail("{}: not a regular file", path);
-  }
-  b.size_ = static_cast<uint64_t>(st.st_size);
-  if (b.size_ < kHeaderBytes) {
-    ::close(fd);
-    fail("{}: header: file is {} bytes, a bundle header needs {}", path, b.size_, kHeaderBytes);
-  }
-  void* map = ::mmap(nullptr, b.size_, PROT_READ, MAP_PRIVATE, fd, 0);
-  ::close(fd);
-  if (map == MAP_FAILED) fail("{}: cannot mmap: {}", path, std::strerror(errno));
-  b.base_ = static_cast<const uint8_t*>(map);
-  b.mapped_ = true;
-  b.parse();
-  return b;
-}
+Bundle Bundle::open(const std::string& path) { return adopt(FileBytes::map(path), path); }
 
-Bundle Bundle::from_memory(std::vector<uint8_t> bytes, const std::string& name) {
+Bundle Bundle::from_memory(std::vector<uint8_t> bytes, const std::string& name) { return adopt(FileBytes::adopt(std::move(bytes)), name); }
+
+Bundle Bundle::adopt(FileBytes bytes, const std::string& name) {
   Bundle b;
   b.path_ = name;
-  b.owned_ = std::move(bytes);
-  b.base_ = b.owned_.data();
-  b.size_ = b.owned_.size();
+  b.bytes_ = std::move(bytes);
+  b.base_ = b.bytes_.data();
+  b.size_ = b.bytes_.size();
   if (b.size_ < kHeaderBytes) fail("{}: header: file is {} bytes, a bundle header needs {}", name, b.size_, kHeaderBytes);
   b.parse();
   return b;
@@ -154,27 +134,6 @@ void Bundle::parse() {
     }
     b.entries_.push_back(entry);
   }
-}
-
-Bundle::Bundle(Bundle&& o) noexcept { *this = std::move(o); }
-
-Bundle& Bundle::operator=(Bundle&& o) noexcept {
-  if (this == &o) return *this;
-  if (base_ && mapped_) ::munmap(const_cast<uint8_t*>(base_), size_);
-  path_ = std::move(o.path_);
-  target_ = std::move(o.target_);
-  producer_ = std::move(o.producer_);
-  owned_ = std::move(o.owned_);
-  mapped_ = std::exchange(o.mapped_, false);
-  base_ = mapped_ ? std::exchange(o.base_, nullptr) : owned_.data();
-  o.base_ = nullptr;
-  size_ = std::exchange(o.size_, 0);
-  entries_ = std::move(o.entries_);
-  return *this;
-}
-
-Bundle::~Bundle() {
-  if (base_ && mapped_) ::munmap(const_cast<uint8_t*>(base_), size_);
 }
 
 bool Bundle::has(const std::string& name) const {

@@ -8,6 +8,8 @@
 // magic, version, target, every section's bounds and checksum before anything uses it.
 #pragma once
 
+#include "ir/file_bytes.h"
+
 #include <cstdint>
 #include <functional>
 #include <span>
@@ -44,9 +46,9 @@ class Bundle {
   static Bundle open(const std::string& path);
   // Validates a bundle already in memory (tests, fuzzing); `name` is used in messages.
   static Bundle from_memory(std::vector<uint8_t> bytes, const std::string& name);
-  Bundle(Bundle&&) noexcept;
-  Bundle& operator=(Bundle&&) noexcept;
-  ~Bundle();
+  // Moving keeps section views valid: the mapping and the buffer do not move.
+  Bundle(Bundle&&) noexcept = default;
+  Bundle& operator=(Bundle&&) noexcept = default;
 
   const std::string& path() const { return path_; }
   const std::string& target() const { return target_; }
@@ -58,6 +60,7 @@ class Bundle {
 
  private:
   Bundle() = default;
+  static Bundle adopt(FileBytes bytes, const std::string& name);
   void parse();
   struct Entry {
     std::string name;
@@ -66,8 +69,7 @@ class Bundle {
   std::string path_, target_, producer_;
   const uint8_t* base_ = nullptr;
   uint64_t size_ = 0;
-  bool mapped_ = false;          // base_ is an mmap to release
-  std::vector<uint8_t> owned_;   // from_memory
+  FileBytes bytes_;  // base_ and size_ point into it
   std::vector<Entry> entries_;
 };
 
