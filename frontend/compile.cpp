@@ -1,5 +1,6 @@
 #include "frontend/compile.h"
 
+#include "codegen/x86/x86_backend.h"
 #include "frontend/tokenizer_gguf.h"
 #include "ir/error.h"
 #include "ir/weight_layout.h"
@@ -63,8 +64,8 @@ std::vector<WeightPayload> materialize_weights(ir::Module& m, const std::map<std
 
 CompileReport compile_gguf(const std::string& gguf_path, const std::string& bundle_path, const CompileOptions& options,
                            const std::function<void(size_t, size_t)>& progress) {
-  if (options.target != "ref") {
-    fail("--target: '{}' is not available in this build (available: ref; x86 and cuda are not built yet)", options.target);
+  if (options.target != "ref" && options.target != "x86") {
+    fail("--target: '{}' is not available in this build (available: x86, ref)", options.target);
   }
   auto file = gguf::File::open(gguf_path);
   LoweredModel lowered = lower_model(file, options.lower);
@@ -86,19 +87,31 @@ CompileReport compile_gguf(const std::string& gguf_path, const std::string& bund
   report.passes = passes::run_pipeline(module, options.pipeline.value_or(passes::default_pipeline(options.target)), options.printing, context);
   report.remarks = context.remarks;
   std::vector<WeightPayload> payloads = materialize_weights(module, payload_of);
+  if (options.target == "x86") {  // ternary weights into the layout the x86 kernels stream
+    for (size_t i = 0; i < payloads.size(); ++i) {
+      const ir::Type& t = module.weights[i].type;
+      if (t.dtype != ir::DType::T2) continue;
+      payloads[i] = {x86_t2_nbytes(t.dims[0], t.dims[1]), [source = payloads[i], n = t.dims[0], k = t.dims[1]](uint8_t* out) {
+                       std::vector<uint8_t> t2(source.nbytes);
+                       source.fill(t2.data());
+                       repack_t2_for_x86(t2.data(), n, k, out);
+                     }};
+    }
+  }
 
   nlohmann::json meta{{"arch", hp.arch}, {"name", hp.name}, {"n_vocab", hp.n_vocab}, {"n_ctx_train", hp.n_ctx_train},
                       {"n_embd", hp.n_embd}, {"n_layer", hp.n_layer}, {"n_ff", hp.n_ff}, {"n_head", hp.n_head},
                       {"n_head_kv", hp.n_head_kv}, {"head_dim", hp.head_dim}, {"ffn_act", ffn_activation_name(hp.ffn_act)},
                       {"act_quant", options.lower.act_quant}, {"target", options.target},
                       {"source", std::filesystem::path(gguf_path).filename().string()}};
+  if (options.target == "x86") meta["isa"] = x86::required_isa();
 
   nlohmann::json table = nlohmann::json::array();
   uint64_t offset = 0;
   std::vector<uint64_t> offsets;
   for (size_t i = 0; i < payloads.size(); ++i) {
     const auto& w = module.weights[i];
-    if (payloads[i].nbytes != weight_nbytes(w.type)) fail("internal: weight @{} payload size mismatch", w.name);
+    if (payloads[i].nbytes != weight_nbytes_for_target(w.type, options.target)) fail("internal: weight @{} payload size mismatch", w.name);
     offsets.push_back(offset);
     table.push_back({{"name", w.name}, {"offset", offset}, {"nbytes", payloads[i].nbytes}});
     offset = (offset + payloads[i].nbytes + kBundleAlignment - 1) / kBundleAlignment * kBundleAlignment;

@@ -1,6 +1,9 @@
 #include "runtime/model.h"
 
+#include "codegen/x86/x86_backend.h"
 #include "ir/error.h"
+
+#include <algorithm>
 
 namespace bitnet {
 
@@ -8,8 +11,8 @@ std::unique_ptr<Model> Model::load(const std::string& path) { return from_bundle
 
 std::unique_ptr<Model> Model::from_bundle(Bundle bundle) {
   const std::string path = bundle.path();
-  if (bundle.target() != "ref") {
-    fail("{}: target: the bundle was compiled for '{}' but this runtime executes 'ref' bundles (recompile with --target ref)", path, bundle.target());
+  if (bundle.target() != "ref" && bundle.target() != "x86") {
+    fail("{}: target: the bundle was compiled for '{}' but this runtime executes 'ref' and 'x86' bundles (recompile with --target x86)", path, bundle.target());
   }
   std::unique_ptr<Model> m(new Model(std::move(bundle)));
   const Bundle& b = m->bundle_;
@@ -19,6 +22,21 @@ std::unique_ptr<Model> Model::from_bundle(Bundle bundle) {
     (void)m->n_ctx_train();
   } catch (const nlohmann::json::exception& e) {
     fail("{}: section 'meta': {}", path, e.what());
+  }
+  if (b.target() == "x86") {  // refuse before any AVX2 code runs
+    std::vector<std::string> required;
+    try {
+      required = m->meta_.at("isa").get<std::vector<std::string>>();
+    } catch (const nlohmann::json::exception& e) {
+      fail("{}: section 'meta': isa: {}", path, e.what());
+    }
+    const auto cpu = x86::CpuFeatures::detect();
+    const auto missing = x86::missing_isa(required, cpu);
+    if (!missing.empty()) {
+      std::string names;
+      for (const auto& n : missing) names += (names.empty() ? "" : ", ") + n;
+      fail("{}: isa: the bundle's x86 kernels need {} but this CPU has only {} (recompile with --target ref)", path, names, cpu.describe());
+    }
   }
   m->module_ = ir::parse(b.section_text("ir"), path + ":ir");
   m->tokenizer_ = std::make_unique<Tokenizer>(TokenizerVocab::deserialize(b.section("tokenizer"), path + ":tokenizer"));
@@ -43,7 +61,8 @@ std::unique_ptr<Model> Model::from_bundle(Bundle bundle) {
     }
     uint64_t offset = table[i].at("offset").get<uint64_t>(), nbytes = table[i].at("nbytes").get<uint64_t>();
     if (table[i].at("name").get<std::string>() != w.name) fail("{}: section 'plan': entry {} names '{}' but the IR has @{}", path, i, table[i].at("name").get<std::string>(), w.name);
-    if (nbytes != weight_nbytes(w.type)) fail("{}: weight @{}: {} bytes but its type {} needs {}", path, w.name, nbytes, ir::type_to_string(w.type), weight_nbytes(w.type));
+    const uint64_t expected = weight_nbytes_for_target(w.type, b.target());
+    if (nbytes != expected) fail("{}: weight @{}: {} bytes but its type {} needs {} for target {}", path, w.name, nbytes, ir::type_to_string(w.type), expected, b.target());
     if (offset > weights.size() || nbytes > weights.size() - offset) fail("{}: weight @{}: [{}, +{}) is outside the weights section", path, w.name, offset, nbytes);
     if (offset % 4 != 0) fail("{}: weight @{}: offset {} is misaligned", path, w.name, offset);
     m->weights_.push_back({&w.type, weights.data() + offset});
@@ -93,20 +112,35 @@ int64_t n_layers_of(const ir::Module& m) {
 }
 }  // namespace
 
-Engine::Engine(const Model& model, int64_t n_ctx, int64_t n_seq)
-    : model_(model), cache_(n_layers_of(model.module()), n_seq, n_ctx, kv_dim_of(model.module())), executor_(model.module(), model.weights(), model.arena_layout()) {
+Engine::Engine(const Model& model, int64_t n_ctx, int64_t n_seq, const EngineOptions& options) : model_(model), n_ctx_(n_ctx), n_seq_(n_seq) {
   if (n_ctx < 1) fail("-c/--ctx-size: {} must be at least 1", n_ctx);
   if (n_seq < 1) fail("sequence slots: {} must be at least 1", n_seq);
+  if (options.threads < 0) fail("-t/--threads: {} must be at least 1", options.threads);
+  const ir::Module& m = model.module();
+  if (model.target() == "x86") {
+    x86::X86Options x86_options;
+    x86_options.threads = options.threads;
+    x86_options.isa = options.isa;
+    auto executor = std::make_unique<x86::X86StepExecutor>(m, model.weights(), model.arena_layout(), n_layers_of(m), n_seq, n_ctx, kv_dim_of(m), x86_options);
+    threads_ = executor->threads();
+    isa_ = x86::isa_name(executor->isa());
+    executor_ = std::move(executor);
+  } else {
+    executor_ = std::make_unique<ref::RefStepExecutor>(m, model.weights(), model.arena_layout(), n_layers_of(m), n_seq, n_ctx, kv_dim_of(m));
+  }
 }
 
-std::span<const float> Engine::step(std::span<const int32_t> tokens, std::span<const int32_t> pos, std::span<const int32_t> seq) {
+Engine::~Engine() = default;
+
+std::span<const float> Engine::step(std::span<const int32_t> tokens, std::span<const int32_t> pos, std::span<const int32_t> seq,
+                                    bool all_logits) {
   if (tokens.size() != pos.size() || tokens.size() != seq.size() || tokens.empty()) fail("step: tokens, positions and slots must be non-empty and of equal length");
   for (size_t t = 0; t < tokens.size(); ++t) {
     if (tokens[t] < 0 || tokens[t] >= model_.n_vocab()) fail("token id {} is outside the vocabulary [0, {})", tokens[t], model_.n_vocab());
     if (pos[t] < 0 || pos[t] >= n_ctx()) fail("position {} is outside the context of {} tokens (-c)", pos[t], n_ctx());
     if (seq[t] < 0 || seq[t] >= n_seq()) fail("sequence slot {} is outside [0, {})", seq[t], n_seq());
   }
-  return executor_.run({tokens, pos, seq}, cache_);
+  return executor_->run({tokens, pos, seq, all_logits});
 }
 
 }  // namespace bitnet

@@ -3,6 +3,7 @@
 // slots) and checks every token id, position and slot before a backend sees them.
 #pragma once
 
+#include "codegen/backend.h"
 #include "codegen/ref/ref_backend.h"
 #include "ir/ir.h"
 #include "ir/weight_layout.h"
@@ -46,19 +47,30 @@ class Model {
   ref::ArenaLayout arena_;
 };
 
+struct EngineOptions {
+  int threads = 0;           // x86: worker threads, 0 = physical cores (ref is single-threaded)
+  std::string isa = "auto";  // x86: auto, avx2 or avx512vnni
+};
+
 class Engine {
  public:
-  Engine(const Model& model, int64_t n_ctx, int64_t n_seq);
-  // Runs T tokens (each with its position and sequence slot) and returns logits [T, n_vocab].
-  std::span<const float> step(std::span<const int32_t> tokens, std::span<const int32_t> pos, std::span<const int32_t> seq);
-  int64_t n_ctx() const { return cache_.n_ctx(); }
-  int64_t n_seq() const { return cache_.n_seq(); }
-  const ref::Executor& executor() const { return executor_; }
+  Engine(const Model& model, int64_t n_ctx, int64_t n_seq, const EngineOptions& options = {});
+  ~Engine();
+  // Runs T tokens (each with its position and sequence slot) and returns logits [T, n_vocab], or only
+  // the last token's row [1, n_vocab] when `all_logits` is false (prompt processing).
+  std::span<const float> step(std::span<const int32_t> tokens, std::span<const int32_t> pos, std::span<const int32_t> seq,
+                              bool all_logits = true);
+  int64_t n_ctx() const { return n_ctx_; }
+  int64_t n_seq() const { return n_seq_; }
+  int threads() const { return threads_; }
+  const std::string& isa() const { return isa_; }
 
  private:
   const Model& model_;
-  ref::KvCache cache_;
-  ref::Executor executor_;
+  int64_t n_ctx_, n_seq_;
+  int threads_ = 1;
+  std::string isa_ = "scalar";
+  std::unique_ptr<StepExecutor> executor_;
 };
 
 }  // namespace bitnet

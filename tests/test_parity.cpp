@@ -2,6 +2,7 @@
 // transformers' BitNet (golden/, modes float and act_int8) and llama.cpp (llamacpp*/, F32 goldens compared
 // in float mode). The prompt is fed as one step, then the golden greedy tokens are forced one at a time
 // through the decode path; every logits row is compared with the bounds the data's README states.
+#include "codegen/x86/x86_backend.h"
 #include "frontend/compile.h"
 #include "runtime/model.h"
 #include "tests/testdata.h"
@@ -52,14 +53,14 @@ struct Golden {
 };
 
 // Runs the model and returns every logits row: prompt rows, then one per forced token.
-std::vector<float> run_rows(const std::string& gguf, const CompileOptions& options, const Golden& g) {
+std::vector<float> run_rows(const std::string& gguf, const CompileOptions& options, const Golden& g, const EngineOptions& engine_options = {}) {
   auto dir = std::filesystem::temp_directory_path() / "bitnetc-parity";
   std::filesystem::create_directories(dir);
   auto bundle = (dir / (std::filesystem::path(gguf).parent_path().filename().string() + "-" +
-                        std::filesystem::path(gguf).stem().string() + "-" + options.lower.act_quant + options.lower.ffn_act + ".bundle")).string();
+                        std::filesystem::path(gguf).stem().string() + "-" + options.lower.act_quant + options.lower.ffn_act + "-" + options.target + ".bundle")).string();
   compile_gguf(gguf, bundle, options);
   auto model = Model::load(bundle);
-  Engine engine(*model, 256, 1);
+  Engine engine(*model, 256, 1, engine_options);
   std::vector<int32_t> pos(g.prompt.size()), seq(g.prompt.size(), 0);
   for (size_t i = 0; i < pos.size(); ++i) pos[i] = static_cast<int32_t>(i);
   auto logits = engine.step(g.prompt, pos, seq);
@@ -124,6 +125,20 @@ Golden load_llamacpp_golden(const std::string& dir) {
 const Bounds kFloatBounds{1e-3, 0.99999, 0.05};   // golden/README.md, float mode
 const Bounds kInt8Bounds{0.5, 0.999, 0.5};        // golden/README.md, act_int8 mode
 
+// The backends this machine can run: ref, and x86 with every ISA its CPU has.
+struct Backend {
+  std::string name, target;
+  EngineOptions engine;
+};
+std::vector<Backend> backends() {
+  std::vector<Backend> out{{"ref", "ref", {}}};
+  const auto cpu = x86::CpuFeatures::detect();
+  if (x86::missing_isa(x86::required_isa(), cpu).empty()) out.push_back({"x86-avx2", "x86", {2, "avx2"}});
+  if (cpu.avx512_vnni) out.push_back({"x86-avx512vnni", "x86", {2, "avx512vnni"}});
+  if (out.size() == 1) WARN("SKIPPED: this CPU cannot run the x86 backend (no AVX2/FMA/F16C)");
+  return out;
+}
+
 }  // namespace
 
 TEST_CASE("parity with HuggingFace goldens: every model, format and mode", "[parity]") {
@@ -136,11 +151,14 @@ TEST_CASE("parity with HuggingFace goldens: every model, format and mode", "[par
       std::string gguf = shared_testdata(dir + "/model-" + format + ".gguf");
       if (!std::filesystem::exists(gguf)) continue;
       for (std::string mode : {"float", "act_int8"}) {
-        DYNAMIC_SECTION(model << " " << format << " " << mode) {
-          CompileOptions options;
-          options.lower.act_quant = mode == "float" ? "none" : "int8_token";
-          Golden g = load_hf_golden(shared_testdata(dir), mode);
-          check_rows(run_rows(gguf, options, g), g, n_vocab, mode == "float" ? kFloatBounds : kInt8Bounds);
+        for (const Backend& backend : backends()) {
+          DYNAMIC_SECTION(model << " " << format << " " << mode << " " << backend.name) {
+            CompileOptions options;
+            options.target = backend.target;
+            options.lower.act_quant = mode == "float" ? "none" : "int8_token";
+            Golden g = load_hf_golden(shared_testdata(dir), mode);
+            check_rows(run_rows(gguf, options, g, backend.engine), g, n_vocab, mode == "float" ? kFloatBounds : kInt8Bounds);
+          }
         }
       }
     }
@@ -155,14 +173,17 @@ TEST_CASE("parity with llama.cpp F32 goldens in float mode (SiLU, relu2, scale t
   for (std::string set : sets) {
     if (!have_shared(set)) continue;
     for (std::string format : {"TQ2_0", "TQ1_0"}) {
-      DYNAMIC_SECTION(set << " " << format) {
-        std::string gguf = shared_testdata(set + "/" + format + "/model.gguf");
-        Golden g = load_llamacpp_golden(shared_testdata(set + "/F32"));
-        size_t n_vocab = g.prefill.size() / g.prompt.size();
-        CompileOptions options;
-        options.lower.act_quant = "none";
-        // llamacpp/README.md: float activations against F32 goldens, max |d| <= 1e-3, cosine >= 0.999999.
-        check_rows(run_rows(gguf, options, g), g, n_vocab, {1e-3, 0.999999, 0.05});
+      for (const Backend& backend : backends()) {
+        DYNAMIC_SECTION(set << " " << format << " " << backend.name) {
+          std::string gguf = shared_testdata(set + "/" + format + "/model.gguf");
+          Golden g = load_llamacpp_golden(shared_testdata(set + "/F32"));
+          size_t n_vocab = g.prefill.size() / g.prompt.size();
+          CompileOptions options;
+          options.target = backend.target;
+          options.lower.act_quant = "none";
+          // llamacpp/README.md: float activations against F32 goldens, max |d| <= 1e-3, cosine >= 0.999999.
+          check_rows(run_rows(gguf, options, g, backend.engine), g, n_vocab, {1e-3, 0.999999, 0.05});
+        }
       }
     }
   }
@@ -191,28 +212,37 @@ TEST_CASE("a wrong FFN activation is caught by the parity bounds", "[parity]") {
 TEST_CASE("batched sequences give each the logits it gets alone", "[parity]") {
   std::string dir = "golden/p1-gqa";
   if (!have_shared(dir)) return;
-  auto bundle = (std::filesystem::temp_directory_path() / "bitnetc-batch.bundle").string();
-  CompileOptions options;
-  options.lower.act_quant = "none";
-  compile_gguf(shared_testdata(dir + "/model-i2_s.gguf"), bundle, options);
-  auto model = Model::load(bundle);
-  std::vector<int32_t> a = {768, 219, 218, 61}, b = {768, 432, 356};
-  auto alone = [&](const std::vector<int32_t>& ids) {
-    Engine engine(*model, 64, 1);
-    std::vector<int32_t> pos(ids.size()), seq(ids.size(), 0);
-    for (size_t i = 0; i < ids.size(); ++i) pos[i] = static_cast<int32_t>(i);
-    auto l = engine.step(ids, pos, seq);
-    return std::vector<float>(l.end() - 771, l.end());
-  };
-  Engine engine(*model, 64, 2);
-  std::vector<int32_t> tokens = {a[0], a[1], a[2], a[3], b[0], b[1], b[2]}, pos = {0, 1, 2, 3, 0, 1, 2}, seq = {0, 0, 0, 0, 1, 1, 1};
-  auto both = engine.step(tokens, pos, seq);
-  auto la = alone(a), lb = alone(b);
-  for (size_t i = 0; i < 771; ++i) {
-    CHECK(both[3 * 771 + i] == Approx(la[i]).margin(1e-5));
-    CHECK(both[6 * 771 + i] == Approx(lb[i]).margin(1e-5));
+  for (const Backend& backend : backends()) {
+    for (std::string mode : {"none", "int8_token"}) {
+      DYNAMIC_SECTION(backend.name << " act_quant " << mode) {
+        TempDir tmp("batch");
+        auto bundle = tmp.file("m.bundle");
+        CompileOptions options;
+        options.target = backend.target;
+        options.lower.act_quant = mode;
+        compile_gguf(shared_testdata(dir + "/model-i2_s.gguf"), bundle, options);
+        auto model = Model::load(bundle);
+        std::vector<int32_t> a = {768, 219, 218, 61}, b = {768, 432, 356};
+        auto alone = [&](const std::vector<int32_t>& ids) {
+          Engine engine(*model, 64, 1, backend.engine);
+          std::vector<int32_t> pos(ids.size()), seq(ids.size(), 0);
+          for (size_t i = 0; i < ids.size(); ++i) pos[i] = static_cast<int32_t>(i);
+          auto l = engine.step(ids, pos, seq);
+          return std::vector<float>(l.end() - 771, l.end());
+        };
+        Engine engine(*model, 64, 2, backend.engine);
+        std::vector<int32_t> tokens = {a[0], b[0], a[1], b[1], a[2], b[2], a[3]}, pos = {0, 0, 1, 1, 2, 2, 3}, seq = {0, 1, 0, 1, 0, 1, 0};
+        auto both = engine.step(tokens, pos, seq);
+        auto la = alone(a), lb = alone(b);
+        // Every row is computed on its own (per-token quantization, integer dot products, per-head
+        // attention), so the batch changes nothing but the floating-point order of ref's doubles.
+        for (size_t i = 0; i < 771; ++i) {
+          CHECK(both[6 * 771 + i] == Approx(la[i]).margin(1e-5));
+          CHECK(both[5 * 771 + i] == Approx(lb[i]).margin(1e-5));
+        }
+      }
+    }
   }
-  std::filesystem::remove(bundle);
 }
 
 }  // namespace bitnet::test

@@ -1,7 +1,9 @@
 // bitnet-run: executes a bundle (or compiles a GGUF on the fly) with llama-cli's habits: one prompt and a
 // generation, or a chat (-cnv). Parity scripts use --prompt-ids, --force-ids and --dump-logits; benchmarks
 // use --json. Errors are one line on stderr and a non-zero exit.
+#include "codegen/x86/x86_backend.h"
 #include "frontend/compile.h"
+#include "tools/bitnet_run.h"
 #include "ir/error.h"
 #include "ir/text_utils.h"
 #include "runtime/model.h"
@@ -51,23 +53,28 @@ std::vector<int32_t> parse_ids(const std::string& flag, const std::string& text)
 
 struct Args {
   std::string model, prompt, prompt_file, prompt_ids, force_ids, dump_logits, act_quant = "int8-token";
+  std::string isa = "auto";
   int n_predict = -1, n_ctx = 0, n_threads = 0;
-  bool ignore_eos = false, chat = false, json = false;
+  bool ignore_eos = false, chat = false, json = false, perplexity = false;
   SamplingParams sampling;
 };
 
-// Loads a bundle, or compiles a GGUF into a temporary bundle first (removed once mapped).
-std::unique_ptr<Model> load_model(const Args& a) {
-  std::ifstream probe(a.model, std::ios::binary);
-  if (!probe) fail("{}: cannot open: {}", a.model, std::strerror(errno));
+}  // namespace
+
+// Loads a bundle, or compiles a GGUF into a temporary bundle first (removed once mapped): for x86 when
+// this CPU can run its kernels, else for ref.
+std::unique_ptr<Model> load_model(const std::string& path, const std::string& act_quant) {
+  std::ifstream probe(path, std::ios::binary);
+  if (!probe) fail("{}: cannot open: {}", path, std::strerror(errno));
   char magic[4] = {};
   probe.read(magic, 4);
-  if (std::memcmp(magic, "GGUF", 4) != 0) return Model::load(a.model);
+  if (std::memcmp(magic, "GGUF", 4) != 0) return Model::load(path);
   CompileOptions options;
-  if (a.act_quant == "none") options.lower.act_quant = "none";
-  else if (a.act_quant != "int8-token" && a.act_quant != "int8_token") fail("--act-quant: '{}' is not one of int8-token, none", a.act_quant);
+  options.target = x86::missing_isa(x86::required_isa(), x86::CpuFeatures::detect()).empty() ? "x86" : "ref";
+  if (act_quant == "none") options.lower.act_quant = "none";
+  else if (act_quant != "int8-token" && act_quant != "int8_token") fail("--act-quant: '{}' is not one of int8-token, none", act_quant);
   auto temp = std::filesystem::temp_directory_path() / ("bitnet-run-" + std::to_string(::getpid()) + ".bundle");
-  compile_gguf(a.model, temp.string(), options);
+  compile_gguf(path, temp.string(), options);
   try {
     auto model = Model::load(temp.string());
     std::filesystem::remove(temp);
@@ -77,6 +84,8 @@ std::unique_ptr<Model> load_model(const Args& a) {
     throw;
   }
 }
+
+namespace {
 
 class Runner {
  public:
@@ -95,7 +104,7 @@ class Runner {
     }
     std::vector<int32_t> pos(ids.size()), seq(ids.size(), 0);
     for (size_t i = 0; i < ids.size(); ++i) pos[i] = static_cast<int32_t>(n_past_ + i);
-    auto logits = engine_.step(ids, pos, seq);
+    auto logits = engine_.step(ids, pos, seq, dump_.is_open());
     if (dump_) dump_.write(reinterpret_cast<const char*>(logits.data()), static_cast<std::streamsize>(logits.size() * 4));
     n_past_ += static_cast<int64_t>(ids.size());
     for (int32_t id : ids) sampler_.accept(id);
@@ -184,9 +193,13 @@ int run(const Args& a) {
   if (a.n_threads < 0) fail("-t/--threads: {} must be positive", a.n_threads);
 
   auto start = Clock::now();
-  auto model = load_model(a);
+  auto model = load_model(a.model, a.act_quant);
+  if (a.perplexity) {
+    if (a.prompt_file.empty()) fail("--perplexity: give the text with -f FILE");
+    return run_perplexity(*model, a.prompt_file, a.n_ctx, EngineOptions{a.n_threads, a.isa}, a.json);
+  }
   int64_t n_ctx = a.n_ctx > 0 ? a.n_ctx : std::min<int64_t>(model->n_ctx_train(), 4096);
-  Engine engine(*model, n_ctx, 1);
+  Engine engine(*model, n_ctx, 1, EngineOptions{a.n_threads, a.isa});
   Sampler sampler(a.sampling, static_cast<size_t>(model->n_vocab()));
   double load_ms = ms_since(start);
   const Tokenizer& tok = model->tokenizer();
@@ -227,7 +240,7 @@ int run(const Args& a) {
                         {"decode_tok_s", n_decoded > 0 ? n_decoded / (decode_ms / 1000.0) : 0.0},
                         {"peak_rss_mb", peak_rss_mb()}, {"tokens", generated}, {"prompt_tokens", prompt},
                         {"text", tok.decode(generated, false)}, {"seed", sampler.seed()}, {"target", model->target()},
-                        {"n_ctx", n_ctx}};
+                        {"n_ctx", n_ctx}, {"threads", engine.threads()}, {"isa", engine.isa()}};
   if (a.json) {
     std::cout << report.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
   } else {
@@ -242,6 +255,7 @@ int run(const Args& a) {
 }  // namespace bitnet
 
 int main(int argc, char** argv) {
+  if (argc > 1 && std::strcmp(argv[1], "bench") == 0) return bitnet::bench_main(argc - 1, argv + 1);
   bitnet::Args a;
   // llama-cli spells chat mode "-cnv"; CLI11 allows only one-letter short names, so translate it.
   std::vector<std::string> translated(argv, argv + argc);
@@ -252,13 +266,15 @@ int main(int argc, char** argv) {
   for (auto& arg : translated) args.push_back(arg.data());
   argc = static_cast<int>(args.size());
   argv = args.data();
-  CLI::App app{"bitnet-run: run a bitnetc bundle (or a BitNet GGUF)"};
+  CLI::App app{"bitnet-run: run a bitnetc bundle (or a BitNet GGUF)\n  bitnet-run bench MODEL [-p 512] [-n 128] [-r 5] [-t N] [--json]: llama-bench style speed test"};
   app.add_option("model", a.model, "model.bundle or model.gguf")->required();
   app.add_option("-p,--prompt", a.prompt, "prompt text (with -cnv: the system prompt)");
   app.add_option("-f,--file", a.prompt_file, "read the prompt from a file");
   app.add_option("-n,--n-predict", a.n_predict, "tokens to generate (-1: until end of text or a full context)");
   app.add_option("-c,--ctx-size", a.n_ctx, "context length (default: the model's, at most 4096)");
-  app.add_option("-t,--threads", a.n_threads, "threads (the ref backend uses one)");
+  app.add_option("-t,--threads", a.n_threads, "threads (default: physical cores; the ref backend uses one)");
+  app.add_option("--isa", a.isa, "x86 kernels: auto (the best this CPU has), avx2 or avx512vnni");
+  app.add_flag("--perplexity", a.perplexity, "perplexity of the text in -f, as llama-perplexity computes it (chunks of -c tokens)");
   app.add_option("-s,--seed", a.sampling.seed, "sampling seed (default: random)");
   app.add_option("--temp", a.sampling.temp, "temperature; <= 0 is greedy");
   app.add_option("--top-k", a.sampling.top_k, "top-k (<= 0: off)");

@@ -82,7 +82,7 @@ void print_stats(const CompileReport& report) {
 Command add_compile_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("compile", "compile a GGUF into a bundle");
   struct Args {
-    std::string model, out, target = "ref", act_quant = "int8-token", ffn_act, i2s_layout = "x86-128";
+    std::string model, out, target = "x86", act_quant = "int8-token", ffn_act, i2s_layout = "x86-128";
     std::optional<std::string> pipeline;
     PipelineFlags printing;
     bool stats = false;
@@ -94,7 +94,7 @@ Command add_compile_command(CLI::App& app) {
   cmd->add_option("--passes", a->pipeline, "comma-separated pass pipeline instead of the target's (\"\" runs none)");
   cmd->add_flag("--stats", a->stats, "print ops before/after the passes, per-pass time, arena size");
   add_pipeline_flags(cmd, a->printing);
-  cmd->add_option("--target", a->target, "ref (x86 and cuda later)");
+  cmd->add_option("--target", a->target, "x86 (JIT kernels for the CPU, default) or ref (the scalar reference)");
   cmd->add_option("--act-quant", a->act_quant, "int8-token (the model's semantics) or none (float activations)");
   cmd->add_option("--ffn-act", a->ffn_act, "override the FFN activation: relu2 or silu");
   return [a] {

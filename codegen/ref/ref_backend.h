@@ -3,6 +3,7 @@
 // oracle every other backend is tested against, and it is slow by design.
 #pragma once
 
+#include "codegen/backend.h"
 #include "ir/ir.h"
 #include "ir/weight_layout.h"
 
@@ -30,10 +31,6 @@ class KvCache {
   std::vector<float> k_, v_;
 };
 
-struct StepInputs {
-  std::span<const int32_t> tokens, pos, seq;  // T each; the caller has range-checked them
-};
-
 // Where each f32 value lives in the step's arena: value v at arena + T * offset[v], the arena holding
 // T * floats_per_token floats (see passes/memory_plan.h). Empty: every value gets its own slot.
 struct ArenaLayout {
@@ -56,6 +53,25 @@ class Executor {
   std::vector<float> arena_;    // grows to the largest T seen, then steps allocate nothing here
   std::vector<float> scratch_;  // the full matmul output inside bitlinear_glu and qkv_rope_cache
   std::vector<float> k_scratch_, v_scratch_;
+};
+
+// The ref backend behind the runtime's interface: the executor and its KV cache.
+class RefStepExecutor : public StepExecutor {
+ public:
+  RefStepExecutor(const ir::Module& module, std::vector<WeightView> weights, ArenaLayout layout, int64_t n_layer, int64_t n_seq,
+                  int64_t n_ctx, int64_t kv_dim)
+      : cache_(n_layer, n_seq, n_ctx, kv_dim), executor_(module, std::move(weights), std::move(layout)), n_vocab_(0) {
+    n_vocab_ = module.values[module.output].type.dims.back();
+  }
+  std::span<const float> run(const StepInputs& inputs) override {
+    auto logits = executor_.run(inputs, cache_);
+    return inputs.all_logits ? logits : logits.subspan(logits.size() - static_cast<size_t>(n_vocab_));
+  }
+
+ private:
+  KvCache cache_;
+  Executor executor_;
+  int64_t n_vocab_;
 };
 
 }  // namespace bitnet::ref
