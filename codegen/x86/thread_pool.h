@@ -10,6 +10,7 @@
 #include <atomic>
 #include <cstdint>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 namespace bitnet::x86 {
@@ -29,7 +30,8 @@ class ThreadPool {
       fn(0, 1);
       return;
     }
-    dispatch(+[](void* f, int thread, int n) { (*static_cast<Fn*>(f))(thread, n); }, &fn);
+    using F = std::remove_reference_t<Fn>;
+    dispatch(+[](void* f, int thread, int n) { (*static_cast<F*>(f))(thread, n); }, const_cast<void*>(static_cast<const void*>(&fn)));
   }
 
   // Splits [0, n) into n_threads contiguous parts, in `grain` units; thread `i` gets part i.

@@ -18,6 +18,7 @@ namespace {
 
 constexpr int kPrefillTokens = 8;   // C of the prefill tile: tokens sharing each unpacked weight vector
 constexpr int64_t kPrefillGroups = 16;  // row groups per prefill chunk (64 rows stay in L2 across token tiles)
+constexpr int64_t kInlineAttentionWork = 1 << 18;  // q·k products below which attention stays on one thread
 
 const float* f32_weight(const WeightView& w) { return reinterpret_cast<const float*>(w.data); }
 const uint16_t* f16_weight(const WeightView& w) { return reinterpret_cast<const uint16_t*>(w.data); }
@@ -105,9 +106,11 @@ const TernaryKernel& X86StepExecutor::kernel(int64_t k_pad, int64_t act_stride, 
 
 // y[t, n] = (sum_k code[n][k] q[t][k] - sum_k q[t][k]) / a[t] * scale[n]: the same f32 operations as ref,
 // on the same integer dot product, so the result is bit-identical.
-void X86StepExecutor::ternary_matmul(const Int8Rows& x, int64_t T, const WeightView& w, float* y, int64_t ldy) {
+template <class Epilogue>
+void X86StepExecutor::ternary_matmul(const Int8Rows& x, int64_t T, const WeightView& w, float* y, int64_t ldy, int bands, Epilogue&& epilogue) {
   const int64_t N = w.type->dims[0], K = w.type->dims[1], k_pad = x86_t2_padded_k(K), n_pad = x86_t2_padded_rows(N);
-  const int64_t groups = n_pad / kX86RowsPerGroup;
+  if (bands < 1 || N % (bands * kX86RowsPerGroup) != 0) bands = 1;
+  const int64_t band_groups = n_pad / kX86RowsPerGroup / bands;
   const float* scales = reinterpret_cast<const float*>(w.data + x86_t2_scales_offset(N, K));
   if (acc_.size() < static_cast<size_t>(T * n_pad)) acc_.resize(static_cast<size_t>(T * n_pad));
   int32_t* acc = acc_.data();
@@ -116,26 +119,30 @@ void X86StepExecutor::ternary_matmul(const Int8Rows& x, int64_t T, const WeightV
   const TernaryKernelFn full = T > 1 ? kernel(k_pad, x.stride, prefill_rows, kPrefillTokens).fn() : nullptr;
   const TernaryKernelFn tail = T > 1 && T % kPrefillTokens ? kernel(k_pad, x.stride, prefill_rows, static_cast<int>(T % kPrefillTokens)).fn() : nullptr;
   pool_.run([&](int thread, int n_threads) {
-    int64_t g0, g1;
-    ThreadPool::split(groups, T == 1 ? 1 : kPrefillGroups, thread, n_threads, g0, g1);
-    if (g0 >= g1) return;
-    if (T == 1) {
-      decode(w.data + g0 * k_pad, x.data, acc + g0 * kX86RowsPerGroup, g1 - g0, n_pad * 4);
-    } else {
-      for (int64_t c0 = g0; c0 < g1; c0 += kPrefillGroups) {
-        const int64_t count = std::min(kPrefillGroups, g1 - c0);
-        for (int64_t t0 = 0; t0 < T; t0 += kPrefillTokens) {
-          const TernaryKernelFn fn = T - t0 >= kPrefillTokens ? full : tail;
-          fn(w.data + c0 * k_pad, x.data + t0 * x.stride, acc + t0 * n_pad + c0 * kX86RowsPerGroup, count, n_pad * 4);
+    int64_t b0, b1;
+    ThreadPool::split(band_groups, T == 1 ? 1 : kPrefillGroups, thread, n_threads, b0, b1);
+    if (b0 >= b1) return;
+    for (int band = 0; band < bands; ++band) {
+      const int64_t g0 = band * band_groups + b0, g1 = band * band_groups + b1;
+      if (T == 1) {
+        decode(w.data + g0 * k_pad, x.data, acc + g0 * kX86RowsPerGroup, g1 - g0, n_pad * 4);
+      } else {
+        for (int64_t c0 = g0; c0 < g1; c0 += kPrefillGroups) {
+          const int64_t count = std::min(kPrefillGroups, g1 - c0);
+          for (int64_t t0 = 0; t0 < T; t0 += kPrefillTokens) {
+            const TernaryKernelFn fn = T - t0 >= kPrefillTokens ? full : tail;
+            fn(w.data + c0 * k_pad, x.data + t0 * x.stride, acc + t0 * n_pad + c0 * kX86RowsPerGroup, count, n_pad * 4);
+          }
         }
       }
+      const int64_t n0 = g0 * kX86RowsPerGroup, n1 = std::min(N, g1 * kX86RowsPerGroup);
+      for (int64_t t = 0; t < T; ++t) {
+        const int32_t* a = acc + t * n_pad;
+        float* yt = y + t * ldy;
+        for (int64_t n = n0; n < n1; ++n) yt[n] = static_cast<float>(a[n] - x.sum[t]) / x.mult[t] * scales[n];
+      }
     }
-    const int64_t n0 = g0 * kX86RowsPerGroup, n1 = std::min(N, g1 * kX86RowsPerGroup);
-    for (int64_t t = 0; t < T; ++t) {
-      const int32_t* a = acc + t * n_pad;
-      float* yt = y + t * ldy;
-      for (int64_t n = n0; n < n1; ++n) yt[n] = static_cast<float>(a[n] - x.sum[t]) / x.mult[t] * scales[n];
-    }
+    epilogue(b0 * kX86RowsPerGroup, std::min(N / bands, b1 * kX86RowsPerGroup));
   });
 }
 
@@ -222,7 +229,7 @@ void X86StepExecutor::write_kv(const float* k, const float* v, const int32_t* po
 void X86StepExecutor::attend(const float* q, const int32_t* pos, const int32_t* seq, int64_t T, int64_t layer, int64_t n_head,
                              int64_t n_head_kv, float* out) {
   const int64_t d = kv_dim_ / n_head_kv, q_dim = n_head * d, group = n_head / n_head_kv;
-  pool_.run([&](int thread, int n_threads) {
+  auto heads = [&](int thread, int n_threads) {
     int64_t i0, i1;
     ThreadPool::split(T * n_head, 1, thread, n_threads, i0, i1);
     float* scores = scores_.data() + thread * n_ctx_;
@@ -235,7 +242,15 @@ void X86StepExecutor::attend(const float* q, const int32_t* pos, const int32_t* 
         attend_head(q + t * q_dim + h * d, k_half_.get() + at, v_half_.get() + at, kv_dim_, pos[t] + 1, d, scores, out + t * q_dim + h * d);
       }
     }
-  });
+  };
+  // A short context is a few microseconds of work: less than waking the other threads costs.
+  int64_t work = 0;
+  for (int64_t t = 0; t < T; ++t) work += (pos[t] + 1) * n_head * d;
+  if (work < kInlineAttentionWork) {
+    heads(0, 1);
+  } else {
+    pool_.run(heads);
+  }
 }
 
 std::span<const float> X86StepExecutor::run(const StepInputs& in) {
@@ -289,8 +304,9 @@ void X86StepExecutor::run_slice(const StepInputs& in, bool all_logits, float* lo
         ++slot.second;
       }
     } timer{this, ir::op_info(node.op).text};
-    // A BitLinear of any operand kind into y [T, n_out] (ld n_out).
-    auto bitlinear = [&](float* out, int64_t n_out) {
+    // A BitLinear of any operand kind into y [T, n_out] (ld n_out). Returns false when it took the float
+    // path, whose caller must then run the GLU epilogue itself.
+    auto bitlinear_with = [&](float* out, int64_t n_out, int bands, auto&& epilogue) -> bool {
       const WeightView& weight = w(0);
       const int64_t K = features(0);
       if (weight.type->dtype == ir::DType::T2 && (is_q8(0) || int8_act())) {
@@ -300,8 +316,8 @@ void X86StepExecutor::run_slice(const StepInputs& in, bool all_logits, float* lo
         } else {
           quantize_rows(x(0), T, K, rows);
         }
-        ternary_matmul(rows, T, weight, out, n_out);
-        return;
+        ternary_matmul(rows, T, weight, out, n_out, bands, epilogue);
+        return true;
       }
       // Float-mode BitLinear (act_quant none) and non-ternary weights: plain loops, as exact as ref.
       if (is_q8(0)) fail("x86 backend: q8 input to a non-ternary BitLinear");
@@ -322,7 +338,9 @@ void X86StepExecutor::run_slice(const StepInputs& in, bool all_logits, float* lo
           out[t * n_out + n] = scales ? static_cast<float>(acc * scales[n]) : int8_act() ? static_cast<float>(acc) / a : static_cast<float>(acc);
         }
       }
+      return false;
     };
+    auto bitlinear = [&](float* out, int64_t n_out) { return bitlinear_with(out, n_out, 1, [](int64_t, int64_t) {}); };
     switch (node.op) {
       case ir::Op::Embed: {
         const int32_t* tokens = i32_input(node.operands[0]);
@@ -364,16 +382,19 @@ void X86StepExecutor::run_slice(const StepInputs& in, bool all_logits, float* lo
       case ir::Op::BitLinearGlu: {
         const int64_t F = N;
         scratch_.resize(static_cast<size_t>(T * 2 * F));
-        bitlinear(scratch_.data(), 2 * F);
         const bool relu2 = m_.attr_string(node, "act") == "relu2";
-        pool_.run([&](int thread, int n_threads) {
-          int64_t i0, i1;
-          ThreadPool::split(F, 64, thread, n_threads, i0, i1);
+        auto glu = [&](int64_t i0, int64_t i1) {
           for (int64_t t = 0; t < T && i0 < i1; ++t) {
             const float* g = scratch_.data() + t * 2 * F;
             glu_row(g + i0, g + F + i0, i1 - i0, relu2, y + t * F + i0);
           }
-        });
+        };
+        // Gate row i and up row i land on the same thread, so the epilogue needs no second dispatch.
+        const bool fused = F % kX86RowsPerGroup == 0 && bitlinear_with(scratch_.data(), 2 * F, 2, glu);
+        if (!fused) {
+          if (F % kX86RowsPerGroup != 0) bitlinear(scratch_.data(), 2 * F);
+          glu(0, F);
+        }
         break;
       }
       case ir::Op::QkvRopeCache: {

@@ -49,7 +49,11 @@ class X86StepExecutor : public StepExecutor {
  private:
   struct Int8Rows;
   void run_slice(const StepInputs& in, bool all_logits, float* logits_out);
-  void ternary_matmul(const Int8Rows& x, int64_t T, const WeightView& w, float* y, int64_t ldy);
+  // y [T, N] = x W^T for a ternary W; with `bands` > 1 the N rows are `bands` equal bands and each thread
+  // takes the same rows of every band, then runs epilogue(n0, n1) on its rows of band 0 (the gate/up
+  // GLU reads row i of both bands) without another dispatch.
+  template <class Epilogue>
+  void ternary_matmul(const Int8Rows& x, int64_t T, const WeightView& w, float* y, int64_t ldy, int bands, Epilogue&& epilogue);
   void quantize_rows(const float* x, int64_t T, int64_t K, Int8Rows& out);
   Int8Rows q8_rows(const float* arena_value, int64_t T, int64_t K);
   const TernaryKernel& kernel(int64_t k_pad, int64_t act_stride, int rows, int tokens);
