@@ -3,6 +3,7 @@
 #include "codegen/x86/x86_backend.h"
 #include "frontend/tokenizer_gguf.h"
 #include "ir/error.h"
+#include "ir/half.h"
 #include "ir/weight_layout.h"
 #include "passes/memory_plan.h"
 #include "runtime/bundle.h"
@@ -60,6 +61,39 @@ std::vector<WeightPayload> materialize_weights(ir::Module& m, const std::map<std
   return out;
 }
 
+// --lm-head int8: the output matmul reads a new weight @output.int8 (i8, per-row absmax) quantized from
+// the f16/f32 one it read; the original stays for whatever else uses it (the tied embedding's lookups).
+void quantize_lm_head(ir::Module& m, std::map<std::string, const WeightPayload*>& payload_of, std::vector<WeightPayload>& storage) {
+  ir::Node* head = nullptr;
+  for (auto& n : m.nodes) {
+    if (n.result == m.output && n.op == ir::Op::MatMul) head = &n;
+  }
+  if (!head) fail("--lm-head int8: the model's output is not a matmul");
+  const ir::Weight source = m.weights[head->weights[0]];
+  const int64_t n = source.type.dims[0], k = source.type.dims[1];
+  const ir::Type type{ir::DType::I8, {n, k}};
+  const WeightPayload* from = payload_of.at(source.name);
+  storage.push_back({weight_nbytes(type), [from, dtype = source.type.dtype, n, k](uint8_t* out) {
+                       std::vector<uint8_t> bytes(from->nbytes);
+                       from->fill(bytes.data());
+                       std::vector<float> row(static_cast<size_t>(k));
+                       std::vector<uint8_t> one(static_cast<size_t>(k + 4 + 4));
+                       float* scales = const_cast<float*>(i8_scales(out, n, k));
+                       for (int64_t r = 0; r < n; ++r) {
+                         for (int64_t i = 0; i < k; ++i) {
+                           row[i] = dtype == ir::DType::F16 ? f16_to_f32(static_cast<uint16_t>(bytes[2 * (r * k + i)] | (bytes[2 * (r * k + i) + 1] << 8)))
+                                                            : reinterpret_cast<const float*>(bytes.data())[r * k + i];
+                         }
+                         quantize_rows_i8(row.data(), 1, k, one.data());
+                         std::memcpy(out + r * k, one.data(), static_cast<size_t>(k));
+                         scales[r] = *i8_scales(one.data(), 1, k);
+                       }
+                     }});
+  const std::string name = "output.int8";
+  head->weights[0] = m.add_weight(name, type);
+  payload_of[name] = &storage.back();
+}
+
 }  // namespace
 
 CompileReport compile_gguf(const std::string& gguf_path, const std::string& bundle_path, const CompileOptions& options,
@@ -86,6 +120,13 @@ CompileReport compile_gguf(const std::string& gguf_path, const std::string& bund
   ir::Module& module = lowered.module;
   report.passes = passes::run_pipeline(module, options.pipeline.value_or(passes::default_pipeline(options.target)), options.printing, context);
   report.remarks = context.remarks;
+  std::vector<WeightPayload> extra_payloads;
+  extra_payloads.reserve(1);
+  if (options.lm_head == "int8") {
+    quantize_lm_head(module, payload_of, extra_payloads);
+  } else if (options.lm_head != "exact") {
+    fail("--lm-head: '{}' is not one of exact, int8", options.lm_head);
+  }
   std::vector<WeightPayload> payloads = materialize_weights(module, payload_of);
   if (options.target == "x86") {  // ternary weights into the layout the x86 kernels stream
     for (size_t i = 0; i < payloads.size(); ++i) {

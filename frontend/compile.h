@@ -16,6 +16,7 @@ struct CompileOptions {
   std::string target = "ref";
   LowerOptions lower;
   std::optional<std::vector<std::string>> pipeline;  // default: the target's pipeline
+  std::string lm_head = "exact";  // "exact": the LM head as stored; "int8": rows quantized to int8 (half the bytes)
   passes::PipelineOptions printing;
 };
 

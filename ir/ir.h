@@ -32,7 +32,8 @@ const std::vector<OpInfo>& all_ops();
 
 // T2: ternary weights, 2-bit codes + f32 row scales. Q8: an activation quantized per row to int8: each row
 // holds K int8 values (padded to 4 bytes) then the f32 multiplier a = 127 / max|x| (x ~ q / a).
-enum class DType { F32, F16, I32, T2, Q8 };
+// I8: a weight matrix of int8 rows with one f32 scale per row (w ~ q * scale): the opt-in int8 LM head.
+enum class DType { F32, F16, I32, T2, Q8, I8 };
 const char* dtype_name(DType d);
 std::optional<DType> dtype_from_name(std::string_view name);
 

@@ -32,12 +32,13 @@ const char* dtype_name(DType d) {
     case DType::I32: return "i32";
     case DType::T2: return "t2";
     case DType::Q8: return "q8";
+    case DType::I8: return "i8";
   }
   return "?";
 }
 
 std::optional<DType> dtype_from_name(std::string_view name) {
-  for (auto d : {DType::F32, DType::F16, DType::I32, DType::T2, DType::Q8}) {
+  for (auto d : {DType::F32, DType::F16, DType::I32, DType::T2, DType::Q8, DType::I8}) {
     if (name == dtype_name(d)) return d;
   }
   return std::nullopt;
@@ -292,7 +293,7 @@ Type single_result_type(const Module& m, const Node& node) {
     case Op::MatMul: {
       r.activation(0);
       int64_t n = r.matrix(0, r.value(0).dims[1]);
-      if (!is_float(r.weight(0).dtype)) r.bad("weight 0 must be f32 or f16");
+      if (!is_float(r.weight(0).dtype) && r.weight(0).dtype != DType::I8) r.bad("weight 0 must be f32, f16 or i8");
       return activation(n);
     }
     case Op::Scale:

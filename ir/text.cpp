@@ -367,7 +367,9 @@ void verify(const Module& m) {
     }
     verify_concat(m, w);
     if (!weight_names.insert(w.name).second) fail("verify: weight @{} is declared twice", w.name);
-    if (w.type.dtype == DType::T2 && w.type.dims.size() != 2) fail("verify: weight @{}: t2 weights must be matrices", w.name);
+    if ((w.type.dtype == DType::T2 || w.type.dtype == DType::I8) && w.type.dims.size() != 2) {
+      fail("verify: weight @{}: {} weights must be matrices", w.name, dtype_name(w.type.dtype));
+    }
     for (auto d : w.type.dims) {
       if (d < 1) fail("verify: weight @{}: dimensions must be positive", w.name);
     }

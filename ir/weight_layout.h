@@ -4,6 +4,7 @@
 //        byte with element k at bits 2(k % 4) of byte k / 4, rows ceil(K / 4) bytes apart; after the N rows
 //        (padded to 4 bytes), one f32 scale per row. A BitNet matrix has one scale for all rows; per-row storage lets passes
 //        concatenate matrices (Q, K, V) whose scales differ, for 0.4% more bytes on 2B4T.
+//   i8:  [N, K] int8 rows (K bytes each), then from the next 4-byte boundary one f32 scale per row.
 //   t2 in an x86 bundle (x86_t2_*): the same codes regrouped for the SIMD kernels, see below.
 #pragma once
 
@@ -29,6 +30,7 @@ inline uint64_t weight_nbytes(const ir::Type& t) {
     case ir::DType::F32: case ir::DType::I32: return static_cast<uint64_t>(elements) * 4;
     case ir::DType::F16: return static_cast<uint64_t>(elements) * 2;
     case ir::DType::T2: return t2_nbytes(t.dims[0], t.dims[1]);
+    case ir::DType::I8: return static_cast<uint64_t>((t.dims[0] * t.dims[1] + 3) / 4 * 4 + 4 * t.dims[0]);
     case ir::DType::Q8: return 0;  // activations only, never a weight
   }
   return 0;
@@ -52,6 +54,10 @@ void repack_t2_for_x86(const uint8_t* t2, int64_t n, int64_t k, uint8_t* out);
 
 // The bytes a weight of type `t` takes in a bundle built for `target` (only t2 differs between targets).
 uint64_t weight_nbytes_for_target(const ir::Type& t, const std::string& target);
+
+inline const float* i8_scales(const uint8_t* data, int64_t n, int64_t k) { return reinterpret_cast<const float*>(data + (n * k + 3) / 4 * 4); }
+// Quantizes rows [N, K] of f32 to the i8 layout: per row absmax, q = round(w * 127 / amax), half to even.
+void quantize_rows_i8(const float* rows, int64_t n, int64_t k, uint8_t* out);
 
 // A weight as the backends see it: its IR type and its bytes (in the mapped bundle).
 struct WeightView {

@@ -174,3 +174,39 @@ TEST_CASE("x86: an instruction set the CPU lacks is named", "[x86]") {
 }
 
 }  // namespace bitnet::test
+
+namespace bitnet::test {
+
+TEST_CASE("x86: the opt-in int8 LM head stays close to the exact one, and ref agrees", "[x86]") {
+  // Per-row absmax int8 rows change each logit by a few hundredths on the golden models (measured
+  // max 0.07 against logits up to ~11); the bound leaves room but fails on a wrong scale or row.
+  if (!have_shared("golden/p1-gqa") || isas().empty()) return;
+  TempDir tmp("x86head");
+  std::vector<int32_t> ids = {768, 219, 218, 61, 432, 356, 163, 480, 63, 211, 78, 344}, pos, seq(ids.size(), 0);
+  for (size_t i = 0; i < ids.size(); ++i) pos.push_back(static_cast<int32_t>(i));
+  auto logits = [&](const std::string& target, const std::string& head) {
+    CompileOptions options;
+    options.target = target;
+    options.lm_head = head;
+    compile_gguf(shared_testdata("golden/p1-gqa/model-i2_s.gguf"), tmp.file("m.bundle"), options);
+    auto m = Model::load(tmp.file("m.bundle"));
+    Engine engine(*m, 64, 1, {2});
+    auto l = engine.step(ids, pos, seq);
+    return std::vector<float>(l.begin(), l.end());
+  };
+  auto exact = logits("x86", "exact"), int8 = logits("x86", "int8"), ref_int8 = logits("ref", "int8");
+  double head_effect = 0, backend_gap = 0;
+  for (size_t i = 0; i < exact.size(); ++i) {
+    head_effect = std::max(head_effect, std::fabs(static_cast<double>(exact[i]) - int8[i]));
+    backend_gap = std::max(backend_gap, std::fabs(static_cast<double>(ref_int8[i]) - int8[i]));
+  }
+  INFO("int8 head vs exact " << head_effect << ", ref vs x86 with the int8 head " << backend_gap);
+  CHECK(head_effect > 0);  // it really is another weight
+  CHECK(head_effect <= 0.2);
+  CHECK(backend_gap <= 0.35);
+  CompileOptions bad;
+  bad.lm_head = "int4";
+  CHECK_THROWS_WITH(compile_gguf(shared_testdata("golden/p1-gqa/model-i2_s.gguf"), tmp.file("bad.bundle"), bad), Catch::Contains("--lm-head"));
+}
+
+}  // namespace bitnet::test

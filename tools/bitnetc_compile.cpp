@@ -82,7 +82,7 @@ void print_stats(const CompileReport& report) {
 Command add_compile_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("compile", "compile a GGUF into a bundle");
   struct Args {
-    std::string model, out, target = "x86", act_quant = "int8-token", ffn_act, i2s_layout = "x86-128";
+    std::string model, out, target = "x86", act_quant = "int8-token", ffn_act, i2s_layout = "x86-128", lm_head = "exact";
     std::optional<std::string> pipeline;
     PipelineFlags printing;
     bool stats = false;
@@ -97,9 +97,11 @@ Command add_compile_command(CLI::App& app) {
   cmd->add_option("--target", a->target, "x86 (JIT kernels for the CPU, default) or ref (the scalar reference)");
   cmd->add_option("--act-quant", a->act_quant, "int8-token (the model's semantics) or none (float activations)");
   cmd->add_option("--ffn-act", a->ffn_act, "override the FFN activation: relu2 or silu");
+  cmd->add_option("--lm-head", a->lm_head, "exact (default: the LM head as stored, f16) or int8 (per-row int8: half the bytes per token, see bench/RESULTS.md for its effect on logits)");
   return [a] {
     CompileOptions options;
     options.target = a->target;
+    options.lm_head = a->lm_head;
     options.lower.act_quant = act_quant_value(a->act_quant);
     options.lower.ffn_act = a->ffn_act;
     auto layout = i2s_layout_from_name(a->i2s_layout);

@@ -14,7 +14,11 @@ namespace {
 
 // Row r of a float matrix weight as f32.
 void weight_row(const WeightView& w, int64_t r, int64_t k, float* out) {
-  if (w.type->dtype == ir::DType::F16) {
+  if (w.type->dtype == ir::DType::I8) {
+    const int8_t* q = reinterpret_cast<const int8_t*>(w.data) + r * k;
+    const float scale = i8_scales(w.data, w.type->dims[0], k)[r];
+    for (int64_t i = 0; i < k; ++i) out[i] = q[i] * scale;
+  } else if (w.type->dtype == ir::DType::F16) {
     const uint8_t* p = w.data + 2 * r * k;
     for (int64_t i = 0; i < k; ++i) out[i] = f16_to_f32(static_cast<uint16_t>(p[2 * i] | (p[2 * i + 1] << 8)));
   } else {

@@ -157,6 +157,24 @@ void dot_f16_rows(const uint16_t* w, const float* x, int64_t ldx, int64_t T, int
   }
 }
 
+void dot_i8_rows(const int8_t* q, float scale, const float* x, int64_t ldx, int64_t T, int64_t k, float* y, int64_t ldy) {
+  for (int64_t t = 0; t < T; ++t) {
+    const float* xt = x + t * ldx;
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 16 <= k; i += 16) {
+      const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q + i));
+      const __m256 w0 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(bytes));
+      const __m256 w1 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(bytes, 8)));
+      acc0 = _mm256_fmadd_ps(w0, _mm256_loadu_ps(xt + i), acc0);
+      acc1 = _mm256_fmadd_ps(w1, _mm256_loadu_ps(xt + i + 8), acc1);
+    }
+    float s = hsum(_mm256_add_ps(acc0, acc1));
+    for (; i < k; ++i) s += q[i] * xt[i];
+    y[t * ldy] = s * scale;
+  }
+}
+
 void f16_to_f32_row(const uint16_t* x, int64_t n, float* y) {
   int64_t i = 0;
   for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, load_f16(x + i));

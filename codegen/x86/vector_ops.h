@@ -22,6 +22,10 @@ float dot_f16(const uint16_t* w, const float* x, int64_t k);
 // y[t] = dot(w, x[t]) for T token rows x [T, K] (ldx floats apart): the row of w is read once.
 void dot_f16_rows(const uint16_t* w, const float* x, int64_t ldx, int64_t T, int64_t k, float* y, int64_t ldy);
 
+// y[t] = scale * dot(q, x[t]) for an int8 weight row q [K] (the opt-in int8 LM head): half the bytes of
+// f16, exact int8 -> f32 conversion, f32 FMA accumulation.
+void dot_i8_rows(const int8_t* q, float scale, const float* x, int64_t ldx, int64_t T, int64_t k, float* y, int64_t ldy);
+
 void f16_to_f32_row(const uint16_t* x, int64_t n, float* y);
 void f32_to_f16_row(const float* x, int64_t n, uint16_t* y);
 

@@ -435,7 +435,9 @@ void X86StepExecutor::run_slice(const StepInputs& in, bool all_logits, float* lo
           int64_t n0, n1;
           ThreadPool::split(N, 16, thread, n_threads, n0, n1);
           for (int64_t n = n0; n < n1; ++n) {
-            if (weight.type->dtype == ir::DType::F16) {
+            if (weight.type->dtype == ir::DType::I8) {
+              dot_i8_rows(reinterpret_cast<const int8_t*>(weight.data) + n * K, i8_scales(weight.data, N, K)[n], xs, K, rows, K, out + n, N);
+            } else if (weight.type->dtype == ir::DType::F16) {
               dot_f16_rows(f16_weight(weight) + n * K, xs, K, rows, K, out + n, N);
             } else {
               const float* wr = f32_weight(weight) + n * K;
