@@ -92,6 +92,22 @@ std::unique_ptr<Model> Model::from_bundle(Bundle bundle) {
   return m;
 }
 
+uint64_t Model::weight_bytes_per_token() const {
+  std::vector<bool> only_looked_up(module_.weights.size(), true);
+  for (const auto& n : module_.nodes) {
+    for (int w : n.weights) {
+      if (n.op != ir::Op::Embed) only_looked_up[w] = false;
+    }
+  }
+  uint64_t total = 0;
+  for (size_t i = 0; i < module_.weights.size(); ++i) {
+    const ir::Type& t = module_.weights[i].type;
+    const uint64_t whole = weight_nbytes_for_target(t, target());
+    total += only_looked_up[i] ? whole / static_cast<uint64_t>(t.dims[0]) : whole;
+  }
+  return total;
+}
+
 namespace {
 // The KV cache the module's attention ops need: K/V features per position and the number of layers.
 int64_t kv_dim_of(const ir::Module& m) {

@@ -34,6 +34,9 @@ class Model {
   int64_t n_vocab() const { return meta_.at("n_vocab").get<int64_t>(); }
   int64_t n_ctx_train() const { return meta_.at("n_ctx_train").get<int64_t>(); }
   uint64_t weight_bytes() const { return weight_bytes_; }
+  // Bytes of weights one decoded token reads: every weight whole, except tables only looked up by `embed`
+  // (one row each), such as the f16 embedding when an int8 LM head replaces it as the output matrix.
+  uint64_t weight_bytes_per_token() const;
   const ref::ArenaLayout& arena_layout() const { return arena_; }
 
  private:

@@ -27,10 +27,11 @@ namespace {
 using Clock = std::chrono::steady_clock;
 double ms_since(Clock::time_point t) { return std::chrono::duration<double, std::milli>(Clock::now() - t).count(); }
 
+// Peak resident set in decimal megabytes (ru_maxrss is in KiB).
 double peak_rss_mb() {
   rusage usage{};
   getrusage(RUSAGE_SELF, &usage);
-  return usage.ru_maxrss / 1024.0;
+  return usage.ru_maxrss * 1024.0 / 1e6;
 }
 
 std::vector<int32_t> parse_ids(const std::string& flag, const std::string& text) {

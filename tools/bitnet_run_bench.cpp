@@ -73,10 +73,11 @@ double stddev(const std::vector<double>& v) {
   return v.size() > 1 ? std::sqrt(sq / (v.size() - 1)) : 0.0;
 }
 
+// Peak resident set in decimal megabytes (ru_maxrss is in KiB).
 double peak_rss_mb() {
   rusage usage{};
   getrusage(RUSAGE_SELF, &usage);
-  return usage.ru_maxrss / 1024.0;
+  return usage.ru_maxrss * 1024.0 / 1e6;
 }
 
 }  // namespace
@@ -124,7 +125,7 @@ int bench_main(int argc, char** argv) {
       }
       return rates;
     };
-    const double bytes_per_token = static_cast<double>(model->weight_bytes());
+    const double bytes_per_token = static_cast<double>(model->weight_bytes_per_token());
     const double roofline = bandwidth * 1e9 / bytes_per_token;
     nlohmann::json results = nlohmann::json::array();
     auto record = [&](const std::string& name, const std::vector<double>& rates) {
@@ -139,7 +140,7 @@ int bench_main(int argc, char** argv) {
     nlohmann::json out{{"model", model_path}, {"model_name", model->meta().value("name", "")}, {"target", model->target()},
                        {"isa", engine.isa()}, {"threads", engine.threads()}, {"weight_bytes", model->weight_bytes()},
                        {"read_bandwidth_gb_s", bandwidth}, {"bytes_per_decoded_token", bytes_per_token},
-                       {"decode_roofline_tok_s", roofline}, {"peak_rss_mb", peak_rss_mb()}, {"repetitions", reps}, {"results", results}};
+                       {"decode_roofline_tok_s", roofline}, {"peak_rss_mb", peak_rss_mb()}, {"peak_rss_gib", peak_rss_mb() * 1e6 / (1 << 30)}, {"repetitions", reps}, {"results", results}};
     if (json) {
       std::printf("%s\n", out.dump(1).c_str());
       return 0;
@@ -147,11 +148,12 @@ int bench_main(int argc, char** argv) {
     std::printf("| model | size | backend | threads | test | t/s | roofline |\n| --- | ---: | --- | ---: | ---: | ---: | ---: |\n");
     for (const auto& r : results) {
       std::string fraction = r.contains("roofline_fraction") ? std::to_string(static_cast<int>(std::lround(100 * r["roofline_fraction"].get<double>()))) + "%" : "";
-      std::printf("| %s | %.2f GB | %s %s | %d | %s | %.2f ± %.2f | %s |\n", out["model_name"].get<std::string>().c_str(), bytes_per_token / 1e9,
+      std::printf("| %s | %.2f GB | %s %s | %d | %s | %.2f ± %.2f | %s |\n", out["model_name"].get<std::string>().c_str(), model->weight_bytes() / 1e9,
                   model->target().c_str(), engine.isa().c_str(), engine.threads(), r["test"].get<std::string>().c_str(),
                   r["tok_s_median"].get<double>(), r["tok_s_stddev"].get<double>(), fraction.c_str());
     }
-    std::printf("\nread bandwidth %.1f GB/s (%d threads) -> decode roofline %.1f tok/s; peak RSS %.0f MB\n", bandwidth, bw_threads, roofline, peak_rss_mb());
+    std::printf("\nread bandwidth %.1f GB/s (%d threads); a decoded token reads %.3f GB of weights -> decode roofline %.1f tok/s\npeak RSS %.0f MB (%.3f GiB)\n",
+                bandwidth, bw_threads, bytes_per_token / 1e9, roofline, peak_rss_mb(), peak_rss_mb() * 1e6 / (1 << 30));
     return 0;
   } catch (const Error& e) {
     std::fprintf(stderr, "bitnet-run bench: error: %s\n", e.what());
