@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <utility>
@@ -55,6 +56,13 @@ FileBytes& FileBytes::operator=(FileBytes&& other) noexcept {
 void FileBytes::release() {
   if (mapping_) ::munmap(mapping_, size_);
   mapping_ = nullptr;
+}
+
+void FileBytes::drop_resident(uint64_t offset, uint64_t size) const {
+  if (!mapping_ || offset >= size_) return;
+  const uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+  const uint64_t begin = (offset + page - 1) / page * page, end = std::min(size_, offset + size) / page * page;
+  if (end > begin) ::madvise(static_cast<uint8_t*>(mapping_) + begin, end - begin, MADV_DONTNEED);
 }
 
 }  // namespace bitnet

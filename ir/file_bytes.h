@@ -22,6 +22,10 @@ class FileBytes {
 
   const uint8_t* data() const { return mapping_ ? static_cast<const uint8_t*>(mapping_) : owned_.data(); }
   uint64_t size() const { return size_; }
+  // Lets the kernel drop the resident pages of [offset, offset + size) of a mapped file (they are read
+  // again from the page cache when touched); a no-op for an owned buffer. Reading a whole file once,
+  // to check it, then need not count all of it in the process's peak memory.
+  void drop_resident(uint64_t offset, uint64_t size) const;
 
  private:
   void release();
