@@ -71,15 +71,9 @@ void random_trits(uint64_t seed, std::vector<int8_t>& trits) {
 
 float f16_exact(float x) { return f16_to_f32(f32_to_f16(x)); }
 
-struct Vocab {
-  std::vector<std::string> tokens, merges;
-  std::vector<int32_t> types;
-  int32_t bos = -1, eos = -1;
-};
-
 // The first (vocab - 3) BPE ranks of Llama-3, its merges restricted to them, and three control tokens, as in
 // the team's golden models; or the whole tokenizer when vocab is its full size.
-Vocab load_vocab(const std::string& path, int64_t vocab) {
+TokenizerVocab load_vocab(const std::string& path, int64_t vocab) {
   auto file = gguf::File::open(path);
   auto tokens = file.get_string_array("tokenizer.ggml.tokens");
   auto types = file.get_i32_array("tokenizer.ggml.token_type");
@@ -87,20 +81,23 @@ Vocab load_vocab(const std::string& path, int64_t vocab) {
   if (!tokens || !types || !merges || types->size() != tokens->size()) {
     fail("{}: not a tokenizer GGUF (needs tokenizer.ggml.tokens, token_type, merges)", path);
   }
-  Vocab v;
+  TokenizerVocab v;
+  v.model = "gpt2";
+  v.pre = "llama-bpe";
+  v.add_bos = true;
   auto full = static_cast<int64_t>(tokens->size());
   if (vocab == full) {
     v.tokens = std::move(*tokens);
-    v.types = std::move(*types);
+    v.token_types = std::move(*types);
     v.merges = std::move(*merges);
-    v.bos = static_cast<int32_t>(file.get_uint("tokenizer.ggml.bos_token_id").value_or(128000));
-    v.eos = static_cast<int32_t>(file.get_uint("tokenizer.ggml.eos_token_id").value_or(128001));
+    v.bos_id = static_cast<int32_t>(file.get_uint("tokenizer.ggml.bos_token_id").value_or(128000));
+    v.eos_id = static_cast<int32_t>(file.get_uint("tokenizer.ggml.eos_token_id").value_or(128001));
     return v;
   }
   int64_t n_bpe = vocab - 3;
   if (n_bpe < 256 || vocab > full) fail("--shape: vocab={} must be in [259, {}] or exactly {}", vocab, full - 1, full);
   v.tokens.assign(tokens->begin(), tokens->begin() + n_bpe);
-  v.types.assign(n_bpe, 1);
+  v.token_types.assign(n_bpe, 1);
   std::unordered_map<std::string, int64_t> rank;
   for (int64_t i = 0; i < n_bpe; ++i) rank.emplace(v.tokens[i], i);
   for (auto& m : *merges) {
@@ -111,10 +108,10 @@ Vocab load_vocab(const std::string& path, int64_t vocab) {
   }
   for (const char* special : {"<|begin_of_text|>", "<|end_of_text|>", "<|eot_id|>"}) {
     v.tokens.push_back(special);
-    v.types.push_back(3);
+    v.token_types.push_back(3);
   }
-  v.bos = static_cast<int32_t>(n_bpe);
-  v.eos = static_cast<int32_t>(n_bpe + 1);
+  v.bos_id = static_cast<int32_t>(n_bpe);
+  v.eos_id = static_cast<int32_t>(n_bpe + 1);
   return v;
 }
 
@@ -151,6 +148,85 @@ SynthShape parse_synth_shape(const std::string& text) {
   return s;
 }
 
+void set_bitnet_model_keys(gguf::Writer& w, const SynthShape& s, TensorType wtype, const std::string& name) {
+  const std::string arch = "bitnet-b1.58";
+  w.set_string("general.architecture", arch);
+  w.set_string("general.name", name);
+  w.set_u32(arch + ".vocab_size", static_cast<uint32_t>(s.vocab));
+  w.set_u32(arch + ".context_length", static_cast<uint32_t>(s.context));
+  w.set_u32(arch + ".embedding_length", static_cast<uint32_t>(s.hidden));
+  w.set_u32(arch + ".block_count", static_cast<uint32_t>(s.layers));
+  w.set_u32(arch + ".feed_forward_length", static_cast<uint32_t>(s.ffn));
+  w.set_u32(arch + ".rope.dimension_count", static_cast<uint32_t>(s.hidden / s.heads));
+  w.set_u32(arch + ".attention.head_count", static_cast<uint32_t>(s.heads));
+  w.set_u32(arch + ".attention.head_count_kv", static_cast<uint32_t>(s.kv_heads));
+  w.set_f32(arch + ".attention.layer_norm_rms_epsilon", s.rms_eps);
+  w.set_f32(arch + ".rope.freq_base", s.rope_base);
+  uint32_t file_type = wtype == TensorType::F32 ? 0 : wtype == TensorType::F16 ? 1 : wtype == TensorType::TQ1_0 ? 36
+                     : wtype == TensorType::TQ2_0 ? 37 : wtype == TensorType::I2_S ? 40 : 0;
+  w.set_u32("general.file_type", file_type);
+  w.set_u32("general.quantization_version", 2);
+}
+
+void set_tokenizer_keys(gguf::Writer& w, const TokenizerVocab& vocab) {
+  w.set_bool("tokenizer.ggml.add_bos_token", vocab.add_bos);
+  w.set_string("tokenizer.ggml.model", vocab.model);
+  w.set_string("tokenizer.ggml.pre", vocab.pre);
+  w.set_string_array("tokenizer.ggml.tokens", vocab.tokens);
+  w.set_f32_array("tokenizer.ggml.scores", std::vector<float>(vocab.tokens.size(), 0.0f));
+  w.set_i32_array("tokenizer.ggml.token_type", vocab.token_types);
+  w.set_string_array("tokenizer.ggml.merges", vocab.merges);
+  w.set_u32("tokenizer.ggml.bos_token_id", static_cast<uint32_t>(vocab.bos_id));
+  w.set_u32("tokenizer.ggml.eos_token_id", static_cast<uint32_t>(vocab.eos_id));
+  w.set_u32("tokenizer.ggml.padding_token_id", static_cast<uint32_t>(vocab.eos_id));
+}
+
+std::vector<TensorSlot> bitnet_tensor_slots(const SynthShape& s) {
+  const int64_t kv_dim = s.kv_heads * (s.hidden / s.heads);
+  std::vector<TensorSlot> slots = {
+      {"token_embd.weight", TensorRole::Embedding, {s.hidden, s.vocab}},
+      {"output_norm.weight", TensorRole::Norm, {s.hidden}},
+  };
+  for (int64_t l = 0; l < s.layers; ++l) {
+    auto add = [&](const char* what, TensorRole role, std::vector<int64_t> shape) {
+      slots.push_back({fmt::format("blk.{}.{}.weight", l, what), role, std::move(shape)});
+    };
+    add("attn_norm", TensorRole::Norm, {s.hidden});
+    add("attn_q", TensorRole::BitLinear, {s.hidden, s.hidden});
+    add("attn_k", TensorRole::BitLinear, {s.hidden, kv_dim});
+    add("attn_v", TensorRole::BitLinear, {s.hidden, kv_dim});
+    add("attn_sub_norm", TensorRole::Norm, {s.hidden});
+    add("attn_output", TensorRole::BitLinear, {s.hidden, s.hidden});
+    add("ffn_norm", TensorRole::Norm, {s.hidden});
+    add("ffn_gate", TensorRole::BitLinear, {s.hidden, s.ffn});
+    add("ffn_up", TensorRole::BitLinear, {s.hidden, s.ffn});
+    add("ffn_sub_norm", TensorRole::Norm, {s.ffn});
+    add("ffn_down", TensorRole::BitLinear, {s.ffn, s.hidden});
+  }
+  return slots;
+}
+
+void encode_bitlinear(TensorType type, std::span<const int8_t> trits, float scale, uint8_t* out) {
+  switch (type) {
+    case TensorType::I2_S: encode_i2_s(trits, scale, out); break;
+    case TensorType::TQ2_0: encode_tq2_0(trits, scale, out); break;
+    case TensorType::TQ1_0: encode_tq1_0(trits, scale, out); break;
+    case TensorType::F16:
+      for (size_t i = 0; i < trits.size(); ++i) {
+        uint16_t h = f32_to_f16(trits[i] * scale);
+        std::memcpy(out + 2 * i, &h, 2);
+      }
+      break;
+    case TensorType::F32:
+      for (size_t i = 0; i < trits.size(); ++i) {
+        float f = trits[i] * scale;
+        std::memcpy(out + 4 * i, &f, 4);
+      }
+      break;
+    default: fail("{} is not a BitLinear weight type (i2_s, tq1_0, tq2_0, f16, f32)", tensor_type_name(type));
+  }
+}
+
 void synthesize_model(const SynthOptions& options, const std::string& out_path,
                       const std::function<void(size_t, size_t)>& progress) {
   const SynthShape& s = options.shape;
@@ -163,37 +239,11 @@ void synthesize_model(const SynthOptions& options, const std::string& out_path,
     fail("--shape: hidden={} and ffn={} must be multiples of {} for --type {}", s.hidden, s.ffn, block, tensor_type_name(wtype));
   }
   if (options.vocab_path.empty()) fail("synth: no tokenizer source (--vocab FILE.gguf)");
-  Vocab vocab = load_vocab(options.vocab_path, s.vocab);
+  TokenizerVocab vocab = load_vocab(options.vocab_path, s.vocab);
 
-  const std::string arch = "bitnet-b1.58";
-  const int64_t head_dim = s.hidden / s.heads, kv_dim = s.kv_heads * head_dim;
   gguf::Writer w;
-  w.set_string("general.architecture", arch);
-  w.set_string("general.name", "bitnetc-synth");
-  w.set_u32(arch + ".vocab_size", static_cast<uint32_t>(s.vocab));
-  w.set_u32(arch + ".context_length", static_cast<uint32_t>(s.context));
-  w.set_u32(arch + ".embedding_length", static_cast<uint32_t>(s.hidden));
-  w.set_u32(arch + ".block_count", static_cast<uint32_t>(s.layers));
-  w.set_u32(arch + ".feed_forward_length", static_cast<uint32_t>(s.ffn));
-  w.set_u32(arch + ".rope.dimension_count", static_cast<uint32_t>(head_dim));
-  w.set_u32(arch + ".attention.head_count", static_cast<uint32_t>(s.heads));
-  w.set_u32(arch + ".attention.head_count_kv", static_cast<uint32_t>(s.kv_heads));
-  w.set_bool("tokenizer.ggml.add_bos_token", true);
-  w.set_f32(arch + ".attention.layer_norm_rms_epsilon", 1e-5f);
-  w.set_f32(arch + ".rope.freq_base", s.rope_base);
-  uint32_t file_type = wtype == TensorType::F32 ? 0 : wtype == TensorType::F16 ? 1 : wtype == TensorType::TQ1_0 ? 36
-                     : wtype == TensorType::TQ2_0 ? 37 : wtype == TensorType::I2_S ? 40 : 0;
-  w.set_u32("general.file_type", file_type);
-  w.set_string("tokenizer.ggml.model", "gpt2");
-  w.set_string("tokenizer.ggml.pre", "llama-bpe");
-  w.set_string_array("tokenizer.ggml.tokens", vocab.tokens);
-  w.set_f32_array("tokenizer.ggml.scores", std::vector<float>(vocab.tokens.size(), 0.0f));
-  w.set_i32_array("tokenizer.ggml.token_type", vocab.types);
-  w.set_string_array("tokenizer.ggml.merges", vocab.merges);
-  w.set_u32("tokenizer.ggml.bos_token_id", static_cast<uint32_t>(vocab.bos));
-  w.set_u32("tokenizer.ggml.eos_token_id", static_cast<uint32_t>(vocab.eos));
-  w.set_u32("tokenizer.ggml.padding_token_id", static_cast<uint32_t>(vocab.eos));
-  w.set_u32("general.quantization_version", 2);
+  set_bitnet_model_keys(w, s, wtype, "bitnetc-synth");
+  set_tokenizer_keys(w, vocab);
 
   const uint64_t seed = options.seed;
   auto embedding = [seed, s](const std::string& name) {
@@ -220,42 +270,18 @@ void synthesize_model(const SynthOptions& options, const std::string& out_path,
       float scale = f16_exact((0.6f + 0.8f * rng.uniform()) / std::sqrt(2.0f / 3.0f * static_cast<float>(in)));
       std::vector<int8_t> trits(static_cast<size_t>(in * out_features));
       random_trits(rng.next(), trits);
-      switch (wtype) {
-        case TensorType::I2_S: encode_i2_s(trits, scale, out); break;
-        case TensorType::TQ2_0: encode_tq2_0(trits, scale, out); break;
-        case TensorType::TQ1_0: encode_tq1_0(trits, scale, out); break;
-        case TensorType::F16:
-          for (size_t i = 0; i < trits.size(); ++i) {
-            uint16_t h = f32_to_f16(trits[i] * scale);
-            std::memcpy(out + 2 * i, &h, 2);
-          }
-          break;
-        case TensorType::F32:
-          for (size_t i = 0; i < trits.size(); ++i) {
-            float f = trits[i] * scale;
-            std::memcpy(out + 4 * i, &f, 4);
-          }
-          break;
-        default: fail("synth: --type {} is not a BitLinear type", tensor_type_name(wtype));
-      }
+      encode_bitlinear(wtype, trits, scale, out);
     };
   };
 
-  w.add_tensor("token_embd.weight", TensorType::F16, {s.hidden, s.vocab}, embedding("token_embd.weight"));
-  w.add_tensor("output_norm.weight", TensorType::F32, {s.hidden}, norm("output_norm.weight", s.hidden));
-  for (int64_t l = 0; l < s.layers; ++l) {
-    auto name = [l](const char* what) { return fmt::format("blk.{}.{}.weight", l, what); };
-    w.add_tensor(name("attn_norm"), TensorType::F32, {s.hidden}, norm(name("attn_norm"), s.hidden));
-    w.add_tensor(name("attn_q"), wtype, {s.hidden, s.hidden}, bitlinear(name("attn_q"), s.hidden, s.hidden));
-    w.add_tensor(name("attn_k"), wtype, {s.hidden, kv_dim}, bitlinear(name("attn_k"), s.hidden, kv_dim));
-    w.add_tensor(name("attn_v"), wtype, {s.hidden, kv_dim}, bitlinear(name("attn_v"), s.hidden, kv_dim));
-    w.add_tensor(name("attn_sub_norm"), TensorType::F32, {s.hidden}, norm(name("attn_sub_norm"), s.hidden));
-    w.add_tensor(name("attn_output"), wtype, {s.hidden, s.hidden}, bitlinear(name("attn_output"), s.hidden, s.hidden));
-    w.add_tensor(name("ffn_norm"), TensorType::F32, {s.hidden}, norm(name("ffn_norm"), s.hidden));
-    w.add_tensor(name("ffn_gate"), wtype, {s.hidden, s.ffn}, bitlinear(name("ffn_gate"), s.hidden, s.ffn));
-    w.add_tensor(name("ffn_up"), wtype, {s.hidden, s.ffn}, bitlinear(name("ffn_up"), s.hidden, s.ffn));
-    w.add_tensor(name("ffn_sub_norm"), TensorType::F32, {s.ffn}, norm(name("ffn_sub_norm"), s.ffn));
-    w.add_tensor(name("ffn_down"), wtype, {s.ffn, s.hidden}, bitlinear(name("ffn_down"), s.ffn, s.hidden));
+  for (const TensorSlot& slot : bitnet_tensor_slots(s)) {
+    switch (slot.role) {
+      case TensorRole::Embedding: w.add_tensor(slot.name, TensorType::F16, slot.shape, embedding(slot.name)); break;
+      case TensorRole::Norm: w.add_tensor(slot.name, TensorType::F32, slot.shape, norm(slot.name, slot.shape[0])); break;
+      case TensorRole::BitLinear:
+        w.add_tensor(slot.name, wtype, slot.shape, bitlinear(slot.name, slot.shape[0], slot.shape[1]));
+        break;
+    }
   }
   w.write(out_path, progress);
 }
