@@ -1,4 +1,4 @@
-// bitnetc: the compiler's command line (compile, dump-ir, inspect, tokenize, synth).
+// bitnetc: the compiler's command line (compile, dump-ir, inspect, tokenize, synth, import).
 #include "ir/error.h"
 #include "tools/commands.h"
 
@@ -20,6 +20,7 @@ int main(int argc, char** argv) {
   add(bitnet::tools::add_inspect_command);
   add(bitnet::tools::add_tokenize_command);
   add(bitnet::tools::add_synth_command);
+  add(bitnet::tools::add_import_command);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

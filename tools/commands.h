@@ -12,6 +12,7 @@ using Command = std::function<int()>;
 
 Command add_inspect_command(CLI::App& app);
 Command add_synth_command(CLI::App& app);
+Command add_import_command(CLI::App& app);
 Command add_tokenize_command(CLI::App& app);
 Command add_compile_command(CLI::App& app);
 Command add_dump_ir_command(CLI::App& app);
