@@ -55,8 +55,11 @@ std::string string_field(const json& object, const std::string& key, const std::
 int64_t int_field(const json& object, const std::string& key, const std::string& where, int64_t lo, int64_t hi) {
   const json& v = field(object, key, where);
   if (!v.is_number_integer()) fail("{}.{}: expected an integer, got {}", where, key, v.dump());
-  if (v.is_number_unsigned() ? v.get<uint64_t>() > static_cast<uint64_t>(hi) : (v.get<int64_t>() < lo || v.get<int64_t>() > hi))
-    fail("{}.{}: {} is outside [{}, {}]", where, key, v.dump(), lo, hi);
+  // nlohmann keeps non-negative integers as unsigned: compare those as unsigned so huge values do not wrap.
+  bool inside = v.is_number_unsigned()
+                    ? v.get<uint64_t>() <= static_cast<uint64_t>(hi) && static_cast<int64_t>(v.get<uint64_t>()) >= lo
+                    : v.get<int64_t>() >= lo && v.get<int64_t>() <= hi;
+  if (!inside) fail("{}.{}: {} is outside [{}, {}]", where, key, v.dump(), lo, hi);
   return v.get<int64_t>();
 }
 

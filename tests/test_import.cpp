@@ -251,6 +251,8 @@ TEST_CASE("import: bad dumps and tokenizers fail naming the file and the field, 
   std::vector<Case> cases = {
       {"wrong format", [](json& m) { m["format"] = "v0"; }, {"manifest.json.format", "v0"}},
       {"heads do not divide hidden", [](json& m) { m["config"]["heads"] = 3; }, {"manifest.json.config.heads", "3"}},
+      {"zero layers", [](json& m) { m["config"]["layers"] = 0; }, {"config.layers", "outside"}},
+      {"huge hidden", [](json& m) { m["config"]["hidden"] = 18446744073709551615ull; }, {"config.hidden", "outside"}},
       {"kv_heads not an integer", [](json& m) { m["config"]["kv_heads"] = "two"; }, {"config.kv_heads", "integer"}},
       {"missing config field", [](json& m) { m["config"].erase("ffn"); }, {"config.ffn", "missing"}},
       {"eps out of range", [](json& m) { m["config"]["rms_eps"] = 0.5; }, {"config.rms_eps"}},
