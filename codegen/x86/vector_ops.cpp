@@ -196,10 +196,13 @@ void attend_head_impl(const float* q, const Kv* k, const Kv* v, int64_t stride, 
   float running_max = -INFINITY;
   for (int64_t j = 0; j < n; ++j) {
     const Kv* kj = k + j * stride;
-    __m256 acc = _mm256_setzero_ps();
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
     int64_t i = 0;
-    for (; i + 8 <= d; i += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), load8(kj + i), acc);
-    float s = hsum(acc);
+    for (; i + 32 <= d; i += 32) {  // four independent FMA chains: the latency, not the loads, bounds one chain
+      for (int c = 0; c < 4; ++c) acc[c] = _mm256_fmadd_ps(_mm256_loadu_ps(q + i + 8 * c), load8(kj + i + 8 * c), acc[c]);
+    }
+    for (; i + 8 <= d; i += 8) acc[0] = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), load8(kj + i), acc[0]);
+    float s = hsum(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
     for (; i < d; ++i) s += q[i] * to_float(kj[i]);
     scores[j] = s * inv_sqrt_d;
     running_max = std::max(running_max, scores[j]);
