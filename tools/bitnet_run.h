@@ -15,8 +15,8 @@ std::unique_ptr<Model> load_model(const std::string& path, const std::string& ac
 // `bitnet-run bench ...`: argv[0] is "bench".
 int bench_main(int argc, char** argv);
 
-// llama-perplexity's procedure on the text of `path`: chunks of n_ctx tokens (0: min(512, the model's
-// context)), each starting with BOS, the second half of each chunk scored.
+// llama-perplexity's procedure (runtime/perplexity.h) on the text of `path`; n_ctx 0: min(512, the model's
+// context).
 int run_perplexity(const Model& model, const std::string& path, int64_t n_ctx, const EngineOptions& options, bool json);
 
 }  // namespace bitnet

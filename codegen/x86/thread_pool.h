@@ -1,10 +1,14 @@
-// A fixed set of worker threads for splitting one op across cores. `run(n, fn)` calls fn(thread, n_threads)
-// on every thread (the caller is thread 0) and returns when all have finished; each op divides its own
-// work by the thread index, so a given thread count always computes each output on the same thread in the
-// same order (deterministic results). Workers spin on a generation counter for a while (about 0.5 ms,
-// longer than the gap between two ops) and only then sleep on it (a futex); the caller spins for the
-// join. A dispatch makes a system call only when some worker is asleep: on the virtual machines these
-// numbers come from, a futex wake costs 10-50 µs, as much as a whole small op.
+// A fixed set of worker threads for splitting one op across cores. `parallel_for(n, grain, body)` hands out
+// chunks of `grain` units of [0, n) to whichever thread asks first (the caller works too) and returns when
+// every unit is done. Every output the ops compute depends only on its own unit, never on which thread
+// ran it or in what order, so results are the same for any thread count and any schedule.
+//
+// Why claiming rather than a fixed split: on a loaded machine (two cores shared with a compiler, say) a
+// worker can be descheduled for milliseconds; with a fixed split every op would wait for it, with claiming
+// the running threads take its share. Workers spin on the job word for a while (longer than the gap between
+// two ops) and then sleep on it (a futex); a dispatch makes a system call only when a worker sleeps. The
+// caller's wait for chunks still in flight spins briefly, then yields its core to the thread it waits for.
+// No locks and no allocation per dispatch.
 #pragma once
 
 #include <atomic>
@@ -24,31 +28,37 @@ class ThreadPool {
 
   int size() const { return n_threads_; }
 
-  template <class Fn>
-  void run(Fn&& fn) {
-    if (n_threads_ == 1) {
-      fn(0, 1);
+  // body(begin, end, thread) for chunks [begin, end) of [0, n); `thread` < size() names the caller's slot
+  // for per-thread scratch.
+  template <class Body>
+  void parallel_for(int64_t n, int64_t grain, Body&& body) {
+    if (n <= 0) return;
+    if (n_threads_ == 1 || n <= grain) {
+      body(int64_t{0}, n, 0);
       return;
     }
-    using F = std::remove_reference_t<Fn>;
-    dispatch(+[](void* f, int thread, int n) { (*static_cast<F*>(f))(thread, n); }, const_cast<void*>(static_cast<const void*>(&fn)));
+    using B = std::remove_reference_t<Body>;
+    dispatch(n, grain, +[](void* f, int64_t begin, int64_t end, int thread) { (*static_cast<B*>(f))(begin, end, thread); },
+             const_cast<void*>(static_cast<const void*>(&body)));
   }
 
-  // Splits [0, n) into n_threads contiguous parts, in `grain` units; thread `i` gets part i.
-  static void split(int64_t n, int64_t grain, int thread, int n_threads, int64_t& begin, int64_t& end);
-
  private:
-  using Trampoline = void (*)(void*, int, int);
-  void dispatch(Trampoline call, void* fn);
+  using Trampoline = void (*)(void*, int64_t, int64_t, int);
+  void dispatch(int64_t n, int64_t grain, Trampoline call, void* body);
+  void work(uint32_t generation, int thread);
   void worker(int index);
 
   int n_threads_;
   std::vector<std::thread> threads_;
-  Trampoline call_ = nullptr;
-  void* fn_ = nullptr;
-  alignas(64) std::atomic<uint32_t> generation_{0};
-  alignas(64) std::atomic<int> pending_{0};
-  alignas(64) std::atomic<int> sleepers_{0};
+  // The current job. `job_` packs the generation (high 32 bits) and the next unclaimed chunk (low 32):
+  // a thread claims a chunk by compare-and-swap, which fails for a thread still holding an old generation.
+  std::atomic<Trampoline> call_{nullptr};
+  std::atomic<void*> body_{nullptr};
+  std::atomic<int64_t> n_{0}, grain_{1};
+  alignas(64) std::atomic<uint64_t> job_{0};
+  alignas(64) std::atomic<int64_t> done_{0};
+  alignas(64) std::atomic<uint32_t> wake_{0};  // bumped per dispatch; sleeping workers wait on it
+  std::atomic<int> sleepers_{0};
   std::atomic<bool> stop_{false};
 };
 

@@ -118,10 +118,9 @@ void X86StepExecutor::ternary_matmul(const Int8Rows& x, int64_t T, const WeightV
   const TernaryKernelFn decode = T == 1 ? kernel(k_pad, x.stride, 4, 1).fn() : nullptr;
   const TernaryKernelFn full = T > 1 ? kernel(k_pad, x.stride, prefill_rows, kPrefillTokens).fn() : nullptr;
   const TernaryKernelFn tail = T > 1 && T % kPrefillTokens ? kernel(k_pad, x.stride, prefill_rows, static_cast<int>(T % kPrefillTokens)).fn() : nullptr;
-  pool_.run([&](int thread, int n_threads) {
-    int64_t b0, b1;
-    ThreadPool::split(band_groups, T == 1 ? 1 : kPrefillGroups, thread, n_threads, b0, b1);
-    if (b0 >= b1) return;
+  // Decode: about eight chunks per thread, so a descheduled thread's share is taken by the others.
+  const int64_t grain = T == 1 ? std::max<int64_t>(4, band_groups / (8 * pool_.size())) : kPrefillGroups;
+  pool_.parallel_for(band_groups, grain, [&](int64_t b0, int64_t b1, int) {
     for (int band = 0; band < bands; ++band) {
       const int64_t g0 = band * band_groups + b0, g1 = band * band_groups + b1;
       if (T == 1) {
@@ -229,9 +228,7 @@ void X86StepExecutor::write_kv(const float* k, const float* v, const int32_t* po
 void X86StepExecutor::attend(const float* q, const int32_t* pos, const int32_t* seq, int64_t T, int64_t layer, int64_t n_head,
                              int64_t n_head_kv, float* out) {
   const int64_t d = kv_dim_ / n_head_kv, q_dim = n_head * d, group = n_head / n_head_kv;
-  auto heads = [&](int thread, int n_threads) {
-    int64_t i0, i1;
-    ThreadPool::split(T * n_head, 1, thread, n_threads, i0, i1);
+  auto heads = [&](int64_t i0, int64_t i1, int thread) {
     float* scores = scores_.data() + thread * n_ctx_;
     for (int64_t i = i0; i < i1; ++i) {
       const int64_t t = i / n_head, h = i % n_head, kv_head = h / group;
@@ -247,9 +244,9 @@ void X86StepExecutor::attend(const float* q, const int32_t* pos, const int32_t* 
   int64_t work = 0;
   for (int64_t t = 0; t < T; ++t) work += (pos[t] + 1) * n_head * d;
   if (work < kInlineAttentionWork) {
-    heads(0, 1);
+    heads(0, T * n_head, 0);
   } else {
-    pool_.run(heads);
+    pool_.parallel_for(T * n_head, 1, heads);
   }
 }
 
@@ -431,9 +428,7 @@ void X86StepExecutor::run_slice(const StepInputs& in, bool all_logits, float* lo
         float* out = is_output ? logits_out : y;
         const float* xs = x(0) + first * K;
         const WeightView& weight = w(0);
-        pool_.run([&](int thread, int n_threads) {
-          int64_t n0, n1;
-          ThreadPool::split(N, 16, thread, n_threads, n0, n1);
+        pool_.parallel_for(N, std::max<int64_t>(64, N / (16 * pool_.size())), [&](int64_t n0, int64_t n1, int) {
           for (int64_t n = n0; n < n1; ++n) {
             if (weight.type->dtype == ir::DType::I8) {
               dot_i8_rows(reinterpret_cast<const int8_t*>(weight.data) + n * K, i8_scales(weight.data, N, K)[n], xs, K, rows, K, out + n, N);
