@@ -42,6 +42,16 @@ expect_error "top-p out of range" "--top-p" "$RUN" "$WORK/tiny.bundle" -p hi --t
 expect_error "bundle given to inspect" "magic" "$BITNETC" inspect "$WORK/tiny.bundle"
 expect_error "GGUF given as bundle to dump-ir of junk" "junk.gguf" "$BITNETC" dump-ir "$WORK/junk.gguf"
 expect_error "missing prompt file" "-f" "$RUN" "$WORK/tiny.bundle" -f "$WORK/none.txt"
+printf 'not json at all' > "$WORK/junk.json"
+printf 'a few words' > "$WORK/short.txt"
+expect_error "import: missing tokenizer" "none.json" "$BITNETC" import --tokenizer "$WORK/none.json" -o "$WORK/v.gguf"
+expect_error "import: tokenizer not JSON" "junk.json" "$BITNETC" import --tokenizer "$WORK/junk.json" -o "$WORK/v.gguf"
+expect_error "bad --lm-head" "--lm-head" "$BITNETC" compile "$WORK/tiny.gguf" -o "$WORK/t.bundle" --lm-head int4
+expect_error "bad --isa" "--isa" "$RUN" "$WORK/tiny.bundle" -p hi --isa sse2
+expect_error "--perplexity without -f" "--perplexity" "$RUN" "$WORK/tiny.bundle" --perplexity
+expect_error "--perplexity on a text shorter than a chunk" "short.txt" "$RUN" "$WORK/tiny.bundle" --perplexity -f "$WORK/short.txt" -c 64
+expect_error "bench: zero repetitions" "-r" "$RUN" bench "$WORK/tiny.bundle" -r 0
+expect_error "bench: missing bundle" "none.bundle" "$RUN" bench "$WORK/none.bundle" -p 8 -n 8
 
 # The hostile-input table (tests/hostile/make_hostile.py): each file must be refused with exit != 0 and
 # exactly one line on stderr that names the file and the field.
