@@ -76,17 +76,19 @@ void ThreadPool::dispatch(int64_t n, int64_t grain, Trampoline call, void* body)
 }
 
 void ThreadPool::worker(int index) {
-  uint32_t seen = wake_.load(std::memory_order_acquire);
+  // Not a fresh load: a pool destroyed before this thread got to run has already bumped wake_, and
+  // starting from that value would wait for a wake that never comes. wake_ is 0 until the first dispatch.
+  uint32_t seen = 0;
   for (;;) {
     int spins = 0;
-    while (wake_.load(std::memory_order_acquire) == seen) {
+    while (wake_.load(std::memory_order_acquire) == seen && !stop_.load(std::memory_order_acquire)) {
       if (++spins < kSpinIterations) {
         _mm_pause();
         continue;
       }
       // Announce the sleep before re-checking, so a dispatch either sees the sleeper or is seen here.
       sleepers_.fetch_add(1, std::memory_order_seq_cst);
-      if (wake_.load(std::memory_order_seq_cst) == seen) wake_.wait(seen, std::memory_order_acquire);
+      if (wake_.load(std::memory_order_seq_cst) == seen && !stop_.load(std::memory_order_seq_cst)) wake_.wait(seen, std::memory_order_acquire);
       sleepers_.fetch_sub(1, std::memory_order_seq_cst);
       spins = 0;
     }
