@@ -1,6 +1,11 @@
 #include "frontend/compile.h"
 
 #include "codegen/x86/x86_backend.h"
+#ifdef BITNETC_CUDA
+#include "codegen/cuda/cuda_layout.h"
+#include "codegen/cuda/nvrtc_compiler.h"
+#include "ir/atomic_file.h"
+#endif
 #include "frontend/tokenizer_gguf.h"
 #include "ir/error.h"
 #include "ir/half.h"
@@ -10,6 +15,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <chrono>
 #include <cstring>
 #include <filesystem>
 #include <map>
@@ -98,9 +104,15 @@ void quantize_lm_head(ir::Module& m, std::map<std::string, const WeightPayload*>
 
 CompileReport compile_gguf(const std::string& gguf_path, const std::string& bundle_path, const CompileOptions& options,
                            const std::function<void(size_t, size_t)>& progress) {
-  if (options.target != "ref" && options.target != "x86") {
-    fail("--target: '{}' is not available in this build (available: x86, ref)", options.target);
+#ifdef BITNETC_CUDA
+  if (options.target != "ref" && options.target != "x86" && options.target != "cuda") {
+    fail("--target: '{}' is not available in this build (available: x86, cuda, ref)", options.target);
   }
+#else
+  if (options.target != "ref" && options.target != "x86") {
+    fail("--target: '{}' is not available in this build (available: x86, ref; cuda needs a build with BITNETC_CUDA)", options.target);
+  }
+#endif
   auto file = gguf::File::open(gguf_path);
   LoweredModel lowered = lower_model(file, options.lower);
   TokenizerVocab vocab = read_tokenizer_vocab(file);
@@ -140,12 +152,41 @@ CompileReport compile_gguf(const std::string& gguf_path, const std::string& bund
     }
   }
 
+#ifdef BITNETC_CUDA
+  std::string cuda_kernels;
+  if (options.target == "cuda") {  // ternary weights into the CUDA layout (same size); every kernel through NVRTC
+    for (size_t i = 0; i < payloads.size(); ++i) {
+      const ir::Type& t = module.weights[i].type;
+      if (t.dtype != ir::DType::T2) continue;
+      if (t.dims[1] % 16 != 0) fail("--target cuda: weight @{}: {} input features; the CUDA layout needs a multiple of 16", module.weights[i].name, t.dims[1]);
+      payloads[i] = {payloads[i].nbytes, [source = payloads[i], n = t.dims[0], k = t.dims[1]](uint8_t* out) {
+                       std::vector<uint8_t> t2(source.nbytes);
+                       source.fill(t2.data());
+                       cuda::repack_t2_for_cuda(t2.data(), n, k, out);
+                     }};
+    }
+    const auto start = std::chrono::steady_clock::now();
+    const cuda::KernelsSection section = cuda::build_kernels(module, options.cuda_sm);
+    std::string images;
+    for (const auto& image : section.images) images += (images.empty() ? "" : " + ") + image.arch + (image.ptx ? " PTX" : " cubin");
+    report.notes.push_back(fmt::format("cuda: {} kernels compiled by NVRTC {} for {} in {:.1f} s", section.kernels.size(), section.nvrtc_version, images,
+                                       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count()));
+    if (!options.dump_kernels.empty()) {
+      AtomicFile out(options.dump_kernels);
+      out.write(section.source.data(), section.source.size());
+      out.commit();
+    }
+    cuda_kernels = cuda::serialize_kernels_section(section);
+  }
+#endif
+
   nlohmann::json meta{{"arch", hp.arch}, {"name", hp.name}, {"n_vocab", hp.n_vocab}, {"n_ctx_train", hp.n_ctx_train},
                       {"n_embd", hp.n_embd}, {"n_layer", hp.n_layer}, {"n_ff", hp.n_ff}, {"n_head", hp.n_head},
                       {"n_head_kv", hp.n_head_kv}, {"head_dim", hp.head_dim}, {"ffn_act", ffn_activation_name(hp.ffn_act)},
                       {"act_quant", options.lower.act_quant}, {"target", options.target},
                       {"source", std::filesystem::path(gguf_path).filename().string()}};
   if (options.target == "x86") meta["isa"] = x86::required_isa();
+  if (options.target == "cuda") meta["cuda_sm"] = options.cuda_sm;
 
   nlohmann::json table = nlohmann::json::array();
   uint64_t offset = 0;
@@ -169,6 +210,9 @@ CompileReport compile_gguf(const std::string& gguf_path, const std::string& bund
   writer.add_section("tokenizer", std::string(vocab_bytes.begin(), vocab_bytes.end()));
   writer.add_section("ir", ir::print(module));
   writer.add_section("plan", plan.dump(1));
+#ifdef BITNETC_CUDA
+  if (options.target == "cuda") writer.add_section("kernels", std::move(cuda_kernels));
+#endif
   writer.add_section("weights", offset, [&](uint8_t* out) {
     for (size_t i = 0; i < payloads.size(); ++i) {
       payloads[i].fill(out + offsets[i]);
@@ -179,7 +223,7 @@ CompileReport compile_gguf(const std::string& gguf_path, const std::string& bund
   report.bundle_bytes = std::filesystem::file_size(bundle_path);
   report.n_ops = module.nodes.size();
   report.n_weights = module.weights.size();
-  report.notes = lowered.notes;
+  report.notes.insert(report.notes.begin(), lowered.notes.begin(), lowered.notes.end());
   return report;
 }
 

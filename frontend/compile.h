@@ -17,6 +17,8 @@ struct CompileOptions {
   LowerOptions lower;
   std::optional<std::vector<std::string>> pipeline;  // default: the target's pipeline
   std::string lm_head = "exact";  // "exact": the LM head as stored; "int8": rows quantized to int8 (half the bytes)
+  std::vector<int> cuda_sm = {90};  // target cuda: a cubin per architecture, PTX for the lowest
+  std::string dump_kernels;         // target cuda: also write the generated CUDA source to this file
   passes::PipelineOptions printing;
 };
 

@@ -1,6 +1,9 @@
 #include "runtime/model.h"
 
 #include "codegen/x86/x86_backend.h"
+#ifdef BITNETC_CUDA
+#include "codegen/cuda/cuda_backend.h"
+#endif
 #include "ir/error.h"
 
 #include <algorithm>
@@ -11,8 +14,8 @@ std::unique_ptr<Model> Model::load(const std::string& path) { return from_bundle
 
 std::unique_ptr<Model> Model::from_bundle(Bundle bundle) {
   const std::string path = bundle.path();
-  if (bundle.target() != "ref" && bundle.target() != "x86") {
-    fail("{}: target: the bundle was compiled for '{}' but this runtime executes 'ref' and 'x86' bundles (recompile with --target x86)", path, bundle.target());
+  if (bundle.target() != "ref" && bundle.target() != "x86" && bundle.target() != "cuda") {
+    fail("{}: target: the bundle was compiled for '{}' but this runtime executes 'ref', 'x86' and 'cuda' bundles (recompile with --target x86)", path, bundle.target());
   }
   std::unique_ptr<Model> m(new Model(std::move(bundle)));
   const Bundle& b = m->bundle_;
@@ -38,6 +41,7 @@ std::unique_ptr<Model> Model::from_bundle(Bundle bundle) {
       fail("{}: isa: the bundle's x86 kernels need {} but this CPU has only {} (recompile with --target ref)", path, names, cpu.describe());
     }
   }
+  if (b.target() == "cuda" && !b.has("kernels")) fail("{}: target cuda: the bundle has no 'kernels' section", path);
   m->module_ = ir::parse(b.section_text("ir"), path + ":ir");
   m->tokenizer_ = std::make_unique<Tokenizer>(TokenizerVocab::deserialize(b.section("tokenizer"), path + ":tokenizer"));
 
@@ -141,6 +145,15 @@ Engine::Engine(const Model& model, int64_t n_ctx, int64_t n_seq, const EngineOpt
     threads_ = executor->threads();
     isa_ = x86::isa_name(executor->isa());
     executor_ = std::move(executor);
+  } else if (model.target() == "cuda") {  // needs the driver and a device: refused here, with the reason, where there is none
+#ifdef BITNETC_CUDA
+    auto executor = std::make_unique<cuda::CudaStepExecutor>(model.path(), m, model.weights(), model.section("kernels"), n_layers_of(m), n_seq,
+                                                             n_ctx, kv_dim_of(m), cuda::cuda_options_from_env());
+    isa_ = executor->describe();
+    executor_ = std::move(executor);
+#else
+    fail("{}: target cuda: this runtime was built without the CUDA backend (BITNETC_CUDA=OFF)", model.path());
+#endif
   } else {
     executor_ = std::make_unique<ref::RefStepExecutor>(m, model.weights(), model.arena_layout(), n_layers_of(m), n_seq, n_ctx, kv_dim_of(m));
   }

@@ -38,6 +38,8 @@ class Model {
   // (one row each), such as the f16 embedding when an int8 LM head replaces it as the output matrix.
   uint64_t weight_bytes_per_token() const;
   const ref::ArenaLayout& arena_layout() const { return arena_; }
+  // A section of the bundle by name (throws when absent): the CUDA backend reads "kernels".
+  std::span<const uint8_t> section(const std::string& name) const { return bundle_.section(name); }
 
  private:
   explicit Model(Bundle bundle) : bundle_(std::move(bundle)) {}

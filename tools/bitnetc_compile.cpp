@@ -86,6 +86,8 @@ Command add_compile_command(CLI::App& app) {
     std::optional<std::string> pipeline;
     PipelineFlags printing;
     bool stats = false;
+    std::vector<int> sm = {90};
+    std::string dump_kernels;
   };
   auto a = std::make_shared<Args>();
   cmd->add_option("model", a->model, "model.gguf")->required();
@@ -94,7 +96,10 @@ Command add_compile_command(CLI::App& app) {
   cmd->add_option("--passes", a->pipeline, "comma-separated pass pipeline instead of the target's (\"\" runs none)");
   cmd->add_flag("--stats", a->stats, "print ops before/after the passes, per-pass time, arena size");
   add_pipeline_flags(cmd, a->printing);
-  cmd->add_option("--target", a->target, "x86 (JIT kernels for the CPU, default) or ref (the scalar reference)");
+  cmd->add_option("--target", a->target, "x86 (JIT kernels for the CPU, default), cuda (NVRTC-compiled kernels for NVIDIA GPUs) or ref (the scalar reference)");
+  cmd->add_option("--sm", a->sm, "target cuda: GPU architectures to build cubins for, e.g. 90 or 80,90 (default 90; PTX for the lowest runs on newer GPUs)")
+      ->delimiter(',');
+  cmd->add_option("--dump-kernels", a->dump_kernels, "target cuda: also write the generated CUDA source to this file");
   cmd->add_option("--act-quant", a->act_quant, "int8-token (the model's semantics) or none (float activations)");
   cmd->add_option("--ffn-act", a->ffn_act, "override the FFN activation: relu2 or silu");
   cmd->add_option("--lm-head", a->lm_head, "exact (default: the LM head as stored, f16) or int8 (per-row int8: half the bytes per token, see bench/RESULTS.md for its effect on logits)");
@@ -102,6 +107,9 @@ Command add_compile_command(CLI::App& app) {
     CompileOptions options;
     options.target = a->target;
     options.lm_head = a->lm_head;
+    options.cuda_sm = a->sm;
+    options.dump_kernels = a->dump_kernels;
+    if (a->target != "cuda" && (!a->dump_kernels.empty() || a->sm != std::vector<int>{90})) fail("--sm and --dump-kernels apply to --target cuda only");
     options.lower.act_quant = act_quant_value(a->act_quant);
     options.lower.ffn_act = a->ffn_act;
     auto layout = i2s_layout_from_name(a->i2s_layout);

@@ -1,0 +1,643 @@
+// The CUDA executor. Shapes use the IR's letters: T tokens in the step, K input and N output features,
+// d the head dimension. Device pointers travel in the kernels' argument structs (kernels/args.h).
+#include "codegen/cuda/cuda_backend.h"
+
+#include "codegen/cuda/driver_api.h"
+#include "codegen/cuda/kernel_plan.h"
+#include "codegen/cuda/kernels/args.h"
+#include "codegen/cuda/kernels_section.h"
+#include "ir/error.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+
+namespace bitnet::cuda {
+namespace {
+
+constexpr uint64_t kAlign = 256;
+uint64_t align_up(uint64_t v) { return (v + kAlign - 1) / kAlign * kAlign; }
+
+template <typename T>
+T* dptr(CUdeviceptr p) {
+  return reinterpret_cast<T*>(static_cast<uintptr_t>(p));
+}
+
+enum class Logits { None, Last, All };
+
+}  // namespace
+
+CudaOptions cuda_options_from_env() {
+  CudaOptions o;
+  auto flag = [](const char* name, bool fallback) {
+    const char* v = std::getenv(name);
+    return v && *v ? std::string(v) != "0" : fallback;
+  };
+  o.graphs = flag("BITNETC_CUDA_GRAPHS", o.graphs);
+  o.pdl = flag("BITNETC_CUDA_PDL", o.pdl);
+  if (const char* v = std::getenv("BITNETC_CUDA_SPLITS"); v && *v) o.attention_splits = std::max(1, std::atoi(v));
+  return o;
+}
+
+struct CudaStepExecutor::Impl {
+  Impl(const std::string& where, const ir::Module& module, const std::vector<WeightView>& weights, std::span<const uint8_t> kernels,
+       int64_t n_layer, int64_t n_seq, int64_t n_ctx, int64_t kv_dim, const CudaOptions& options);
+  ~Impl();
+
+  // --- setup
+  CUdeviceptr alloc(uint64_t bytes, const std::string& what);
+  void load_module(std::span<const uint8_t> kernels);
+  void upload_weights();
+  void plan_arena();
+  void build_rope_tables();
+  void ok(CUresult r, const std::string& what) const { check(api, r, where + ": target cuda", what); }
+
+  // --- steps
+  void run_slice(const StepInputs& in, int64_t t0, int64_t T, Logits mode);
+  void enqueue_step(int64_t T, Logits mode);
+  void enqueue_node(size_t i, int64_t T, bool small);
+  void enqueue_ternary(size_t i, int64_t T, bool small);
+  void enqueue_logits(int64_t T, int64_t first_row, int64_t rows);
+  void launch(const std::string& kernel, unsigned gx, unsigned gy, unsigned gz, unsigned threads, const void* args);
+  CUgraphExec graph_for(int64_t T, Logits mode);
+
+  // --- buffers
+  float* f32(int value) const { return dptr<float>(arena + static_cast<uint64_t>(offset.at(value))); }
+  struct Q8 {
+    signed char* q;
+    float* mult;
+    int* sum;
+  };
+  Q8 q8_at(CUdeviceptr base, int64_t k) const {
+    const uint64_t data = align_up(static_cast<uint64_t>(max_tokens * k)), mult = align_up(static_cast<uint64_t>(max_tokens) * 4);
+    return {dptr<signed char>(base), dptr<float>(base + data), dptr<int>(base + data + mult)};
+  }
+  Q8 q8(int value) const { return q8_at(arena + static_cast<uint64_t>(offset.at(value)), m.values[value].type.dims.back()); }
+  const int* i32_input(int value) const {
+    for (size_t i = 0; i < m.inputs.size() && i < 3; ++i)
+      if (m.inputs[i] == value) return dptr<int>(inputs_dev) + i * static_cast<size_t>(max_tokens);
+    fail("{}: target cuda: %{} is not an i32 input", where, m.values[value].name);
+  }
+  const void* weight(const ir::Node& n, size_t i) const { return dptr<void>(weight_ptr.at(static_cast<size_t>(n.weights.at(i)))); }
+  void* cache(CUdeviceptr base, int64_t layer) const { return dptr<void>(base + static_cast<uint64_t>(layer * n_seq * n_ctx * kv_dim) * kv_elem); }
+
+  std::string where;
+  const ir::Module& m;
+  std::vector<WeightView> host_weights;
+  CudaOptions opt;
+  std::shared_ptr<const DriverApi> api_holder;
+  const DriverApi& api;
+  ModulePlan plan;
+  int64_t n_layer, n_seq, n_ctx, kv_dim, n_vocab, max_tokens;
+  int lm_head = -1;  // the matmul node producing the output (writes the logits buffer), or -1
+
+  CUdevice device = 0;
+  CUcontext context = nullptr;
+  CUmodule module = nullptr;
+  CUstream stream = nullptr;
+  std::map<std::string, CUfunction> functions;
+  std::string device_name, image_arch;
+  bool image_ptx = false;
+
+  std::vector<CUdeviceptr> allocations;
+  uint64_t allocated = 0;
+  std::vector<CUdeviceptr> weight_ptr;
+  CUdeviceptr k_cache = 0, v_cache = 0;
+  uint64_t kv_elem = 2;
+  CUdeviceptr arena = 0;
+  std::vector<int64_t> offset;  // bytes into the arena per value id (-1: none)
+  CUdeviceptr q8_scratch = 0;
+  CUdeviceptr inputs_dev = 0, logits_dev = 0, part_acc = 0, part_ml = 0, counters = 0;
+  int32_t* inputs_host = nullptr;
+  float* logits_host = nullptr;
+  std::map<size_t, std::pair<CUdeviceptr, CUdeviceptr>> rope;  // node -> (cos, sin) tables [n_ctx][d / 2]
+
+  std::map<std::pair<int64_t, int>, CUgraphExec> graphs;
+  bool capturing = false, pdl_in_graphs = true;
+  std::string graph_note;
+  std::vector<float> result;
+};
+
+CudaStepExecutor::Impl::Impl(const std::string& where_, const ir::Module& module_, const std::vector<WeightView>& weights,
+                             std::span<const uint8_t> kernels, int64_t n_layer_, int64_t n_seq_, int64_t n_ctx_, int64_t kv_dim_,
+                             const CudaOptions& options)
+    : where(where_), m(module_), host_weights(weights), opt(options),
+      api_holder(options.driver ? options.driver : load_driver(where_ + ": target cuda")), api(*api_holder), plan(plan_module(module_)),
+      n_layer(n_layer_), n_seq(n_seq_), n_ctx(n_ctx_), kv_dim(kv_dim_), n_vocab(module_.values[module_.output].type.dims.back()),
+      max_tokens(options.max_step_tokens) {
+  if (max_tokens < 1) fail("{}: target cuda: step slices of {} tokens", where, max_tokens);
+  if (opt.attention_splits < 1) fail("{}: target cuda: {} attention splits", where, opt.attention_splits);
+  if (host_weights.size() != m.weights.size()) fail("{}: target cuda: {} weights bound but the module declares {}", where, host_weights.size(), m.weights.size());
+  int count = 0;
+  ok(api.cuDeviceGetCount(&count), "cuDeviceGetCount");
+  if (opt.device < 0 || opt.device >= count) fail("{}: target cuda: device {} does not exist ({} CUDA devices)", where, opt.device, count);
+  ok(api.cuDeviceGet(&device, opt.device), "cuDeviceGet");
+  char name[256] = {};
+  ok(api.cuDeviceGetName(name, sizeof name, device), "cuDeviceGetName");
+  device_name = name;
+  ok(api.cuDevicePrimaryCtxRetain(&context, device), "cuDevicePrimaryCtxRetain");
+  ok(api.cuCtxSetCurrent(context), "cuCtxSetCurrent");
+  ok(api.cuStreamCreate(&stream, CU_STREAM_NON_BLOCKING), "cuStreamCreate");
+  load_module(kernels);
+  for (size_t i = 0; i < m.nodes.size(); ++i)
+    if (m.nodes[i].op == ir::Op::MatMul && m.nodes[i].result == m.output) lm_head = static_cast<int>(i);
+  upload_weights();
+  kv_elem = plan.kv_f32 ? 4 : 2;
+  const uint64_t kv_bytes = static_cast<uint64_t>(n_layer * n_seq * n_ctx * kv_dim) * kv_elem;
+  k_cache = alloc(std::max<uint64_t>(kv_bytes, 1), "the K cache");
+  v_cache = alloc(std::max<uint64_t>(kv_bytes, 1), "the V cache");
+  plan_arena();
+  build_rope_tables();
+  // Inputs (tokens, positions, slots) and logits: pinned host buffers the graphs copy from and to.
+  inputs_dev = alloc(static_cast<uint64_t>(3 * max_tokens) * 4, "the step inputs");
+  ok(api.cuMemAllocHost(reinterpret_cast<void**>(&inputs_host), static_cast<size_t>(3 * max_tokens) * 4), "cuMemAllocHost (inputs)");
+  std::fill(inputs_host, inputs_host + 3 * max_tokens, 0);
+  logits_dev = alloc(static_cast<uint64_t>(kMaxGemvTokens * n_vocab) * 4, "the logits");
+  ok(api.cuMemAllocHost(reinterpret_cast<void**>(&logits_host), static_cast<size_t>(kMaxGemvTokens * n_vocab) * 4), "cuMemAllocHost (logits)");
+  // Split attention: partial states for the small steps and their counters (zero between launches).
+  int64_t partial = 1;
+  for (const auto& n : m.nodes) {
+    if (n.op != ir::Op::Attend && n.op != ir::Op::Attention) continue;
+    partial = std::max(partial, kMaxGemvTokens * m.values[n.result].type.dims.back() * opt.attention_splits);
+  }
+  part_acc = alloc(static_cast<uint64_t>(partial) * 4, "attention partials");
+  part_ml = alloc(static_cast<uint64_t>(partial) * 4 * 2, "attention partials");  // >= 2 per (head, split): d >= 32
+  counters = alloc(static_cast<uint64_t>(kMaxGemvTokens) * 1024 * 4, "attention counters");
+  ok(api.cuMemsetD8Async(counters, 0, static_cast<size_t>(kMaxGemvTokens) * 1024 * 4, stream), "cuMemsetD8Async");
+  ok(api.cuStreamSynchronize(stream), "cuStreamSynchronize");
+}
+
+CudaStepExecutor::Impl::~Impl() {
+  if (api.cuCtxSetCurrent && context) api.cuCtxSetCurrent(context);
+  if (stream) api.cuStreamSynchronize(stream);
+  for (auto& [key, exec] : graphs) api.cuGraphExecDestroy(exec);
+  for (CUdeviceptr p : allocations) api.cuMemFree(p);
+  if (inputs_host) api.cuMemFreeHost(inputs_host);
+  if (logits_host) api.cuMemFreeHost(logits_host);
+  if (module) api.cuModuleUnload(module);
+  if (stream) api.cuStreamDestroy(stream);
+  if (context) api.cuDevicePrimaryCtxRelease(device);
+}
+
+CUdeviceptr CudaStepExecutor::Impl::alloc(uint64_t bytes, const std::string& what) {
+  CUdeviceptr p = 0;
+  const CUresult r = api.cuMemAlloc(&p, static_cast<size_t>(align_up(bytes)));
+  if (r == CUDA_ERROR_OUT_OF_MEMORY) {
+    size_t free = 0, total = 0;
+    api.cuMemGetInfo(&free, &total);
+    fail("{}: target cuda: out of device memory allocating {} ({:.1f} MB; {:.1f} of {:.1f} GB free): lower -c/--ctx-size", where, what,
+         bytes / 1e6, free / 1e9, total / 1e9);
+  }
+  ok(r, "cuMemAlloc (" + what + ")");
+  allocations.push_back(p);
+  allocated += align_up(bytes);
+  return p;
+}
+
+void CudaStepExecutor::Impl::load_module(std::span<const uint8_t> bytes) {
+  const std::string section_where = where + ": section 'kernels'";
+  const KernelsSection section = parse_kernels_section(bytes, section_where);
+  int major = 0, minor = 0;
+  ok(api.cuDeviceGetAttribute(&major, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, device), "cuDeviceGetAttribute");
+  ok(api.cuDeviceGetAttribute(&minor, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, device), "cuDeviceGetAttribute");
+  const KernelImage* image = pick_image(section, major, minor);
+  if (!image) {
+    std::string have;
+    for (const auto& i : section.images) have += (have.empty() ? "" : ", ") + i.arch;
+    fail("{}: target cuda: the bundle's kernels are built for {} but {} is sm_{}{} (recompile with --sm {}{})", where, have, device_name, major, minor, major, minor);
+  }
+  image_arch = image->arch;
+  image_ptx = image->ptx;
+  char log[8192] = {};
+  CUjit_option keys[] = {CU_JIT_ERROR_LOG_BUFFER, CU_JIT_ERROR_LOG_BUFFER_SIZE_BYTES};
+  void* values[] = {log, reinterpret_cast<void*>(static_cast<uintptr_t>(sizeof log))};
+  const CUresult r = api.cuModuleLoadDataEx(&module, image->bytes.data(), 2, keys, values);
+  if (r != CUDA_SUCCESS) {
+    const char* name = nullptr;
+    api.cuGetErrorName(r, &name);
+    fail("{}: target cuda: loading the {} kernels ({}): {}{}{}", where, image->arch, image->ptx ? "PTX" : "cubin", name ? name : "error", *log ? ": " : "", log);
+  }
+  for (const KernelSpec& k : plan.kernels) {
+    CUfunction f = nullptr;
+    if (api.cuModuleGetFunction(&f, module, k.name.c_str()) != CUDA_SUCCESS) {
+      fail("{}: no kernel {} (the bundle was compiled by another version of bitnetc: recompile it)", section_where, k.name);
+    }
+    functions[k.name] = f;
+  }
+}
+
+void CudaStepExecutor::Impl::upload_weights() {
+  uint64_t total = 0;
+  std::vector<uint64_t> at;
+  for (const auto& w : m.weights) {
+    at.push_back(total);
+    total += align_up(weight_nbytes(w.type));
+  }
+  const CUdeviceptr base = alloc(std::max<uint64_t>(total, 1), "the weights");
+  for (size_t i = 0; i < m.weights.size(); ++i) {
+    weight_ptr.push_back(base + at[i]);
+    const uint64_t n = weight_nbytes(m.weights[i].type);
+    if (n) ok(api.cuMemcpyHtoD(base + at[i], host_weights[i].data, static_cast<size_t>(n)), "cuMemcpyHtoD (@" + m.weights[i].name + ")");
+  }
+}
+
+// Every f32 or q8 value gets an arena range sized for max_tokens rows, live from its producer to its last
+// reader (a norm computed inside a GEMV prologue is read there: its inputs live until that GEMV); ranges
+// are placed largest first at the lowest offset free for their lifetime. The logits of the LM head go
+// to their own buffer, so the arena never holds [T, vocabulary].
+void CudaStepExecutor::Impl::plan_arena() {
+  const size_t n_nodes = m.nodes.size();
+  std::vector<int64_t> def(m.values.size(), -1), last(m.values.size(), -1);
+  for (size_t i = 0; i < n_nodes; ++i) {
+    const auto& node = m.nodes[i];
+    for (int v : node.operands) last[v] = std::max<int64_t>(last[v], static_cast<int64_t>(i));
+    node.for_each_result([&](int r) { def[r] = static_cast<int64_t>(i); });
+  }
+  for (size_t i = 0; i < n_nodes; ++i) {
+    const int c = plan.nodes[i].fused_into;
+    if (c >= 0)
+      for (int v : m.nodes[i].operands) last[v] = std::max<int64_t>(last[v], c);
+  }
+  last[m.output] = static_cast<int64_t>(n_nodes);
+  struct Range {
+    int value;
+    int64_t begin, end;
+    uint64_t bytes;
+  };
+  std::vector<Range> ranges;
+  uint64_t max_quant_k = 0;
+  for (size_t v = 0; v < m.values.size(); ++v) {
+    if (def[v] < 0 || (lm_head >= 0 && static_cast<int>(v) == m.output)) continue;
+    const ir::Type& t = m.values[v].type;
+    const uint64_t n = static_cast<uint64_t>(t.dims.back()), T = static_cast<uint64_t>(max_tokens);
+    const uint64_t bytes = t.dtype == ir::DType::Q8 ? align_up(T * n) + 2 * align_up(T * 4) : align_up(T * n * 4);
+    ranges.push_back({static_cast<int>(v), def[v], std::max(def[v], last[v]), bytes});
+  }
+  for (size_t i = 0; i < n_nodes; ++i)
+    if (!plan.nodes[i].pre.empty() && m.nodes[i].op != ir::Op::Attention) max_quant_k = std::max<uint64_t>(max_quant_k, m.values[m.nodes[i].operands[0]].type.dims.back());
+  std::sort(ranges.begin(), ranges.end(), [](const Range& a, const Range& b) { return a.bytes != b.bytes ? a.bytes > b.bytes : a.begin < b.begin; });
+  offset.assign(m.values.size(), -1);
+  std::vector<std::pair<const Range*, uint64_t>> placed;
+  uint64_t arena_bytes = kAlign;
+  for (const Range& r : ranges) {
+    std::vector<std::pair<uint64_t, uint64_t>> busy;
+    for (auto& [other, at] : placed)
+      if (other->begin <= r.end && r.begin <= other->end) busy.push_back({at, at + other->bytes});
+    std::sort(busy.begin(), busy.end());
+    uint64_t at = 0;
+    for (auto& [lo, hi] : busy) {
+      if (at + r.bytes <= lo) break;
+      at = std::max(at, hi);
+    }
+    placed.push_back({&r, at});
+    offset[r.value] = static_cast<int64_t>(at);
+    arena_bytes = std::max(arena_bytes, at + r.bytes);
+  }
+  arena = alloc(arena_bytes, "the activation arena");
+  if (max_quant_k) q8_scratch = alloc(align_up(static_cast<uint64_t>(max_tokens) * max_quant_k) + 2 * align_up(static_cast<uint64_t>(max_tokens) * 4), "the int8 scratch rows");
+}
+
+// cos/sin of theta = pos * inv_freq for every position of the context, with codegen/ref's f32 expressions,
+// so RoPE on the device multiplies by the same numbers as ref.
+void CudaStepExecutor::Impl::build_rope_tables() {
+  std::map<std::tuple<int64_t, float, int>, std::pair<CUdeviceptr, CUdeviceptr>> made;
+  for (size_t i = 0; i < m.nodes.size(); ++i) {
+    const ir::Node& node = m.nodes[i];
+    if (node.op != ir::Op::QkvRopeCache && node.op != ir::Op::Rope) continue;
+    const int64_t d = m.attr_int(node, "head_dim"), half = d / 2;
+    const float base = static_cast<float>(m.attr_float(node, "base"));
+    const size_t factor_slot = node.op == ir::Op::QkvRopeCache ? 1 : 0;
+    const int factors_weight = node.weights.size() > factor_slot ? node.weights[factor_slot] : -1;
+    const auto key = std::make_tuple(d, base, factors_weight);
+    if (!made.count(key)) {
+      const float* factors = factors_weight >= 0 ? reinterpret_cast<const float*>(host_weights[factors_weight].data) : nullptr;
+      std::vector<float> c(static_cast<size_t>(n_ctx * half)), s(c.size());
+      for (int64_t j = 0; j < half; ++j) {
+        float inv_freq = 1.0f / std::pow(base, static_cast<float>(2 * j) / static_cast<float>(d));
+        if (factors) inv_freq /= factors[j];
+        for (int64_t p = 0; p < n_ctx; ++p) {
+          const float theta = static_cast<float>(p) * inv_freq;
+          c[p * half + j] = std::cos(theta);
+          s[p * half + j] = std::sin(theta);
+        }
+      }
+      const CUdeviceptr dc = alloc(c.size() * 4, "the RoPE table"), ds = alloc(s.size() * 4, "the RoPE table");
+      ok(api.cuMemcpyHtoD(dc, c.data(), c.size() * 4), "cuMemcpyHtoD (RoPE table)");
+      ok(api.cuMemcpyHtoD(ds, s.data(), s.size() * 4), "cuMemcpyHtoD (RoPE table)");
+      made[key] = {dc, ds};
+    }
+    rope[i] = made[key];
+  }
+}
+
+void CudaStepExecutor::Impl::launch(const std::string& kernel, unsigned gx, unsigned gy, unsigned gz, unsigned threads, const void* args) {
+  const auto it = functions.find(kernel);
+  if (it == functions.end()) fail("internal: {}: target cuda: kernel {} was not planned", where, kernel);
+  void* params[] = {const_cast<void*>(args)};
+  if (opt.pdl && (!capturing || pdl_in_graphs)) {
+    CUlaunchAttribute attr{};
+    attr.id = CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
+    attr.value.programmaticStreamSerializationAllowed = 1;
+    CUlaunchConfig config{};
+    config.gridDimX = gx, config.gridDimY = gy, config.gridDimZ = gz;
+    config.blockDimX = threads, config.blockDimY = 1, config.blockDimZ = 1;
+    config.hStream = stream;
+    config.attrs = &attr;
+    config.numAttrs = 1;
+    ok(api.cuLaunchKernelEx(&config, it->second, params, nullptr), "launching " + kernel);
+  } else {
+    ok(api.cuLaunchKernel(it->second, gx, gy, gz, threads, 1, 1, 0, stream, params, nullptr), "launching " + kernel);
+  }
+}
+
+unsigned blocks(int64_t n, int64_t per) { return static_cast<unsigned>((n + per - 1) / per); }
+
+void CudaStepExecutor::Impl::enqueue_ternary(size_t i, int64_t T, bool small) {
+  const ir::Node& node = m.nodes[i];
+  const NodeKernels& k = plan.nodes[i];
+  const ir::Type& wt = m.weights[node.weights[0]].type;
+  const int64_t n = wt.dims[0], kk = wt.dims[1];
+  int64_t pairs = (n + 1) / 2;
+  TernaryArgs a{};
+  a.w = static_cast<const unsigned*>(weight(node, 0));
+  a.w_scale = reinterpret_cast<const float*>(static_cast<const uint8_t*>(weight(node, 0)) + t2_scales_offset(n, kk));
+  a.y = f32(node.result);
+  a.T = static_cast<int>(T);
+  a.n_ctx = static_cast<int>(n_ctx);
+  if (node.op == ir::Op::BitLinearGlu) pairs = n / 2;
+  if (node.op == ir::Op::QkvRopeCache) {
+    pairs = n / 2;
+    const int64_t layer = m.attr_int(node, "layer");
+    a.k_cache = cache(k_cache, layer);
+    a.v_cache = cache(v_cache, layer);
+    a.pos = i32_input(node.operands[1]);
+    a.seq = i32_input(node.operands[2]);
+    a.rope_cos = dptr<float>(rope.at(i).first);
+    a.rope_sin = dptr<float>(rope.at(i).second);
+  }
+  if (k.float_activations) {
+    a.x = f32(node.operands[0]);
+    launch(k.main, blocks(pairs, 8), static_cast<unsigned>(T), 1, 256, &a);
+    return;
+  }
+  if (small) {
+    const int tile = choose_tile(k.tiles, T);
+    if (k.prologue == Prologue::Q8) {
+      const Q8 q = q8(node.operands[0]);
+      a.q = q.q, a.q_mult = q.mult, a.q_sum = q.sum;
+    } else if (k.prologue == Prologue::Quant) {
+      a.x = f32(node.operands[0]);
+    } else {
+      const ir::Node& norm = m.nodes[static_cast<size_t>(k.fused_norm)];
+      a.x = f32(norm.operands[0]);
+      a.norm_w = static_cast<const float*>(weight(norm, 0));
+      a.eps = static_cast<float>(m.attr_float(norm, "eps"));
+      if (k.prologue == Prologue::AddNorm) {
+        a.x_add = f32(norm.operands[1]);
+        a.x_sum = f32(norm.result);
+      }
+    }
+    launch(k.tiles[tile], blocks(pairs, 8), blocks(T, kTokenTiles[tile]), 1, 256, &a);
+    return;
+  }
+  Q8 q{};
+  if (!k.pre.empty()) {  // f32 input of an int8 BitLinear: quantize into the scratch rows first
+    q = q8_at(q8_scratch, kk);
+    NormArgs na{};
+    na.x = f32(node.operands[0]);
+    na.q = q.q, na.q_mult = q.mult, na.q_sum = q.sum;
+    na.T = static_cast<int>(T);
+    launch(k.pre, static_cast<unsigned>(T), 1, 1, 256, &na);
+  } else {
+    q = q8(node.operands[0]);
+  }
+  a.q = q.q, a.q_mult = q.mult, a.q_sum = q.sum;
+  launch(k.main, blocks(pairs, 64), blocks(T, 64), 1, 256, &a);
+}
+
+void CudaStepExecutor::Impl::enqueue_node(size_t i, int64_t T, bool small) {
+  const ir::Node& node = m.nodes[i];
+  const NodeKernels& k = plan.nodes[i];
+  const int64_t n = m.values[node.result].type.dims.back();
+  const unsigned tokens = static_cast<unsigned>(T);
+  switch (node.op) {
+    case ir::Op::Embed: {
+      EmbedArgs a{i32_input(node.operands[0]), weight(node, 0), f32(node.result), static_cast<int>(T)};
+      launch(k.main, tokens, 1, 1, 256, &a);
+      break;
+    }
+    case ir::Op::RmsNorm: {
+      NormArgs a{};
+      a.x = f32(node.operands[0]), a.w = static_cast<const float*>(weight(node, 0)), a.y = f32(node.result);
+      a.eps = static_cast<float>(m.attr_float(node, "eps")), a.T = static_cast<int>(T);
+      launch(k.main, tokens, 1, 1, 256, &a);
+      break;
+    }
+    case ir::Op::RmsNormQuant:
+    case ir::Op::AddRmsNormQuant: {
+      if (small && k.fused_into >= 0) break;  // the next GEMV's prologue computes it
+      const bool add = node.op == ir::Op::AddRmsNormQuant;
+      const Q8 q = q8(add ? node.extra_results[0] : node.result);
+      NormArgs a{};
+      a.x = f32(node.operands[0]);
+      if (add) a.x_add = f32(node.operands[1]), a.x_sum = f32(node.result);
+      a.w = static_cast<const float*>(weight(node, 0));
+      a.q = q.q, a.q_mult = q.mult, a.q_sum = q.sum;
+      a.eps = static_cast<float>(m.attr_float(node, "eps")), a.T = static_cast<int>(T);
+      launch(k.main, tokens, 1, 1, 256, &a);
+      break;
+    }
+    case ir::Op::BitLinear:
+    case ir::Op::BitLinearGlu:
+    case ir::Op::QkvRopeCache:
+      enqueue_ternary(i, T, small);
+      break;
+    case ir::Op::Attention:
+    case ir::Op::Attend: {
+      const int64_t layer = m.attr_int(node, "layer"), heads = m.attr_int(node, "n_head"), kv_heads = m.attr_int(node, "n_head_kv");
+      const bool full = node.op == ir::Op::Attention;
+      const int pos_operand = full ? 3 : 1, seq_operand = full ? 4 : 2;
+      if (full) {
+        KvWriteArgs w{f32(node.operands[1]), f32(node.operands[2]), cache(k_cache, layer), cache(v_cache, layer),
+                      i32_input(node.operands[pos_operand]), i32_input(node.operands[seq_operand]), static_cast<int>(n_ctx), static_cast<int>(T)};
+        launch(k.pre, tokens, 1, 1, 256, &w);
+      }
+      AttendArgs a{};
+      a.q = f32(node.operands[0]), a.out = f32(node.result);
+      a.k_cache = cache(k_cache, layer), a.v_cache = cache(v_cache, layer);
+      a.pos = i32_input(node.operands[pos_operand]), a.seq = i32_input(node.operands[seq_operand]);
+      a.part_acc = dptr<float>(part_acc), a.part_ml = dptr<float>(part_ml), a.counters = dptr<unsigned>(counters);
+      a.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(n / heads)));
+      a.n_ctx = static_cast<int>(n_ctx), a.T = static_cast<int>(T);
+      const int splits = small && kv_heads <= 1024 ? opt.attention_splits : 1;
+      launch(k.main, static_cast<unsigned>(splits), static_cast<unsigned>(kv_heads), tokens, 128, &a);
+      break;
+    }
+    case ir::Op::MatMul: {  // a matmul that is not the LM head (whose rows enqueue_logits chooses)
+      const int64_t kk = m.weights[node.weights[0]].type.dims[1];
+      const int tile = small ? choose_tile(k.tiles, T) : static_cast<int>(k.tiles.size() - 1);
+      const int64_t rows_per_warp = (kk / (m.weights[node.weights[0]].type.dtype == ir::DType::F16 ? 8 : 4) + 31) / 32 <= 10 ? 2 : 1;
+      MatMulArgs a{weight(node, 0), f32(node.operands[0]), f32(node.result), 0, static_cast<int>(T)};
+      launch(k.tiles[tile], blocks(n, 8 * rows_per_warp), blocks(T, kTokenTiles[tile]), 1, 256, &a);
+      break;
+    }
+    case ir::Op::Scale:
+    case ir::Op::AddBias:
+    case ir::Op::Add:
+    case ir::Op::Mul:
+    case ir::Op::Relu2:
+    case ir::Op::Silu:
+    case ir::Op::Slice: {
+      EltwiseArgs a{};
+      a.a = f32(node.operands[0]);
+      if (node.operands.size() > 1) a.b = f32(node.operands[1]);
+      if (!node.weights.empty()) a.w = static_cast<const float*>(weight(node, 0));
+      a.y = f32(node.result);
+      a.a_stride = static_cast<int>(m.values[node.operands[0]].type.dims.back());
+      a.a_offset = node.op == ir::Op::Slice ? static_cast<int>(m.attr_int(node, "begin")) : 0;
+      a.T = static_cast<int>(T);
+      launch(k.main, blocks(n, 256), tokens, 1, 256, &a);
+      break;
+    }
+    case ir::Op::Rope: {
+      RopeArgs a{f32(node.operands[0]), f32(node.result), i32_input(node.operands[1]), dptr<float>(rope.at(i).first), dptr<float>(rope.at(i).second),
+                 static_cast<int>(T)};
+      launch(k.main, tokens, 1, 1, 256, &a);
+      break;
+    }
+  }
+}
+
+// Logits rows [first_row, first_row + rows) of the step (rows <= kMaxGemvTokens) into logits_host.
+void CudaStepExecutor::Impl::enqueue_logits(int64_t T, int64_t first_row, int64_t rows) {
+  if (lm_head < 0) {  // the output is an arena value
+    ok(api.cuMemcpyDtoHAsync(logits_host, reinterpret_cast<CUdeviceptr>(f32(m.output) + first_row * n_vocab), static_cast<size_t>(rows * n_vocab) * 4, stream),
+       "cuMemcpyDtoHAsync (logits)");
+    return;
+  }
+  const ir::Node& node = m.nodes[static_cast<size_t>(lm_head)];
+  const NodeKernels& k = plan.nodes[static_cast<size_t>(lm_head)];
+  const ir::Type& wt = m.weights[node.weights[0]].type;
+  const int tile = choose_tile(k.tiles, rows);
+  const int64_t rows_per_warp = (wt.dims[1] / (wt.dtype == ir::DType::F16 ? 8 : 4) + 31) / 32 <= 10 ? 2 : 1;
+  MatMulArgs a{weight(node, 0), f32(node.operands[0]), dptr<float>(logits_dev), static_cast<int>(first_row), static_cast<int>(rows)};
+  launch(k.tiles[tile], blocks(n_vocab, 8 * rows_per_warp), blocks(rows, kTokenTiles[tile]), 1, 256, &a);
+  (void)T;
+  ok(api.cuMemcpyDtoHAsync(logits_host, logits_dev, static_cast<size_t>(rows * n_vocab) * 4, stream), "cuMemcpyDtoHAsync (logits)");
+}
+
+// Everything one slice of T tokens does after its inputs are in inputs_host: copy them in, every kernel,
+// and (T <= kMaxGemvTokens) the logits out. The same calls are made eagerly or under graph capture.
+void CudaStepExecutor::Impl::enqueue_step(int64_t T, Logits mode) {
+  for (int i = 0; i < 3; ++i) {
+    ok(api.cuMemcpyHtoDAsync(inputs_dev + static_cast<uint64_t>(i * max_tokens) * 4, inputs_host + i * max_tokens, static_cast<size_t>(T) * 4, stream),
+       "cuMemcpyHtoDAsync (inputs)");
+  }
+  const bool small = T <= kMaxGemvTokens;
+  for (size_t i = 0; i < m.nodes.size(); ++i) {
+    if (static_cast<int>(i) == lm_head) continue;
+    enqueue_node(i, T, small);
+  }
+  if (mode == Logits::Last) enqueue_logits(T, T - 1, 1);
+  if (mode == Logits::All && T <= kMaxGemvTokens) enqueue_logits(T, 0, T);
+}
+
+CUgraphExec CudaStepExecutor::Impl::graph_for(int64_t T, Logits mode) {
+  const auto key = std::make_pair(T, static_cast<int>(mode));
+  if (auto it = graphs.find(key); it != graphs.end()) return it->second;
+  for (int attempt = 0;; ++attempt) {
+    CUgraph graph = nullptr;
+    ok(api.cuStreamBeginCapture(stream, CU_STREAM_CAPTURE_MODE_THREAD_LOCAL), "cuStreamBeginCapture");
+    capturing = true;
+    std::string error;
+    try {
+      enqueue_step(T, mode);
+    } catch (const Error& e) {
+      error = e.what();
+    }
+    capturing = false;
+    const CUresult end = api.cuStreamEndCapture(stream, &graph);
+    CUgraphExec exec = nullptr;
+    CUresult inst = CUDA_SUCCESS;
+    if (error.empty() && end == CUDA_SUCCESS) inst = api.cuGraphInstantiate(&exec, graph, 0);
+    if (graph) api.cuGraphDestroy(graph);
+    if (error.empty() && end == CUDA_SUCCESS && inst == CUDA_SUCCESS) {
+      graphs[key] = exec;
+      return exec;
+    }
+    if (error.empty()) {
+      const char* name = nullptr;
+      api.cuGetErrorName(end != CUDA_SUCCESS ? end : inst, &name);
+      error = fmt::format("{}: {}", end != CUDA_SUCCESS ? "cuStreamEndCapture" : "cuGraphInstantiate", name ? name : "error");
+    }
+    if (attempt == 0 && opt.pdl && pdl_in_graphs) {  // some drivers refuse programmatic launches in graphs
+      pdl_in_graphs = false;
+      graph_note = "graphs without PDL (" + error + ")";
+      continue;
+    }
+    fail("{}: target cuda: capturing the step of {} tokens as a CUDA graph: {}", where, T, error);
+  }
+}
+
+void CudaStepExecutor::Impl::run_slice(const StepInputs& in, int64_t t0, int64_t T, Logits mode) {
+  for (int64_t t = 0; t < T; ++t) {
+    inputs_host[t] = in.tokens[t0 + t];
+    inputs_host[max_tokens + t] = in.pos[t0 + t];
+    inputs_host[2 * max_tokens + t] = in.seq[t0 + t];
+  }
+  const bool small = T <= kMaxGemvTokens;
+  if (small && opt.graphs) {
+    ok(api.cuGraphLaunch(graph_for(T, mode), stream), "cuGraphLaunch");
+  } else {
+    enqueue_step(T, mode);
+  }
+  if (mode == Logits::All && !small) {  // the LM head eight rows at a time
+    for (int64_t r = 0; r < T; r += kMaxGemvTokens) {
+      const int64_t rows = std::min<int64_t>(kMaxGemvTokens, T - r);
+      enqueue_logits(T, r, rows);
+      ok(api.cuStreamSynchronize(stream), "cuStreamSynchronize");
+      std::memcpy(result.data() + (t0 + r) * n_vocab, logits_host, static_cast<size_t>(rows * n_vocab) * 4);
+    }
+    return;
+  }
+  ok(api.cuStreamSynchronize(stream), "cuStreamSynchronize");
+  if (mode == Logits::Last) std::memcpy(result.data(), logits_host, static_cast<size_t>(n_vocab) * 4);
+  if (mode == Logits::All) std::memcpy(result.data() + t0 * n_vocab, logits_host, static_cast<size_t>(T * n_vocab) * 4);
+}
+
+CudaStepExecutor::CudaStepExecutor(const std::string& where, const ir::Module& module, const std::vector<WeightView>& weights,
+                                   std::span<const uint8_t> kernels, int64_t n_layer, int64_t n_seq, int64_t n_ctx, int64_t kv_dim,
+                                   const CudaOptions& options)
+    : impl_(std::make_unique<Impl>(where, module, weights, kernels, n_layer, n_seq, n_ctx, kv_dim, options)) {}
+
+CudaStepExecutor::~CudaStepExecutor() = default;
+
+std::span<const float> CudaStepExecutor::run(const StepInputs& in) {
+  Impl& s = *impl_;
+  s.ok(s.api.cuCtxSetCurrent(s.context), "cuCtxSetCurrent");
+  const int64_t T = static_cast<int64_t>(in.tokens.size());
+  s.result.resize(static_cast<size_t>((in.all_logits ? T : 1) * s.n_vocab));
+  for (int64_t t0 = 0; t0 < T; t0 += s.max_tokens) {
+    const int64_t n = std::min(s.max_tokens, T - t0);
+    const Logits mode = in.all_logits ? Logits::All : t0 + n == T ? Logits::Last : Logits::None;
+    s.run_slice(in, t0, n, mode);
+  }
+  return s.result;
+}
+
+std::string CudaStepExecutor::describe() const {
+  const Impl& s = *impl_;
+  std::string d = fmt::format("{}, {} {}", s.device_name, s.image_arch, s.image_ptx ? "PTX (JIT)" : "cubin");
+  if (s.opt.graphs) d += ", graphs";
+  if (s.opt.pdl) d += ", PDL";
+  if (!s.graph_note.empty()) d += " (" + s.graph_note + ")";
+  if (s.api.emulated) d += ", " + s.api.description;
+  return d;
+}
+
+uint64_t CudaStepExecutor::device_bytes() const { return impl_->allocated; }
+int CudaStepExecutor::graphs_captured() const { return static_cast<int>(impl_->graphs.size()); }
+
+}  // namespace bitnet::cuda

@@ -1,0 +1,55 @@
+// The CUDA backend's executor: runs the optimized IR of a CUDA bundle with the kernels NVRTC compiled at
+// `bitnetc compile` time (the bundle's "kernels" section), loaded through the driver API, which is itself
+// loaded at run time (codegen/cuda/driver_api.h). Weights are uploaded once (ternary weights already in the
+// CUDA layout, codegen/cuda/cuda_layout.h); the KV cache lives on the device (IEEE halves; f32 when the
+// model runs with float activations, as the x86 backend); activations are planned into one device arena.
+// A step of up to kMaxGemvTokens tokens (decode, batched decode) is captured once per token count as a
+// CUDA graph (inputs copied in, every kernel, logits copied out) and replayed; kernels are chained with
+// programmatic dependent launch, so each one's weight loads overlap the previous kernel's tail.
+#pragma once
+
+#include "codegen/backend.h"
+#include "ir/ir.h"
+#include "ir/weight_layout.h"
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace bitnet::cuda {
+
+struct DriverApi;
+
+struct CudaOptions {
+  bool graphs = true;              // replay steps of <= kMaxGemvTokens tokens as captured CUDA graphs
+  bool pdl = true;                 // programmatic dependent launch between consecutive kernels
+  int max_step_tokens = 512;       // longer steps run in slices of this many tokens (bounds the arena)
+  int attention_splits = 32;       // position ranges per (token, KV head) in steps of <= kMaxGemvTokens tokens
+  int device = 0;
+  std::shared_ptr<const DriverApi> driver;  // null: libcuda.so.1 (tests pass the host emulator)
+};
+
+// Overrides from the environment for experiments: BITNETC_CUDA_GRAPHS=0, BITNETC_CUDA_PDL=0,
+// BITNETC_CUDA_SPLITS=N.
+CudaOptions cuda_options_from_env();
+
+class CudaStepExecutor : public StepExecutor {
+ public:
+  // `where` names the bundle in messages; `kernels` is its "kernels" section.
+  CudaStepExecutor(const std::string& where, const ir::Module& module, const std::vector<WeightView>& weights,
+                   std::span<const uint8_t> kernels, int64_t n_layer, int64_t n_seq, int64_t n_ctx, int64_t kv_dim, const CudaOptions& options);
+  ~CudaStepExecutor() override;
+  std::span<const float> run(const StepInputs& inputs) override;
+
+  std::string describe() const;     // "NVIDIA H100 80GB HBM3, sm_90 cubin, graphs, PDL"
+  uint64_t device_bytes() const;    // what this executor allocated on the device
+  int graphs_captured() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace bitnet::cuda

@@ -1,0 +1,271 @@
+// Kernel selection per op. Each kernel is named after everything its source depends on, so two ops with
+// the same shape (every layer of a model) share one kernel, and the runtime finds by name the kernels the
+// compiler generated.
+#include "codegen/cuda/kernel_plan.h"
+
+#include "codegen/cuda/kernel_source.h"
+#include "ir/error.h"
+
+#include <algorithm>
+
+namespace bitnet::cuda {
+namespace {
+
+std::string str(int64_t v) { return std::to_string(v); }
+
+class Planner {
+ public:
+  explicit Planner(const ir::Module& m) : m_(m) {
+    for (const auto& n : m.nodes) {
+      const auto it = n.attrs.find("act_quant");
+      if (it != n.attrs.end() && std::get<std::string>(it->second) == "none") plan_.kv_f32 = true;
+    }
+    plan_.nodes.resize(m.nodes.size());
+    count_consumers();
+  }
+
+  ModulePlan run() {
+    find_fusions();
+    for (size_t i = 0; i < m_.nodes.size(); ++i) plan_node(i);
+    return std::move(plan_);
+  }
+
+ private:
+  // The q8 value of a norm goes straight into the next node's GEMV prologue when that node is its only
+  // reader: a ternary op of the next line taking it as input.
+  void find_fusions() {
+    for (size_t i = 0; i + 1 < m_.nodes.size(); ++i) {
+      const ir::Node& norm = m_.nodes[i];
+      if (norm.op != ir::Op::RmsNormQuant && norm.op != ir::Op::AddRmsNormQuant) continue;
+      const int q8 = norm.op == ir::Op::RmsNormQuant ? norm.result : norm.extra_results.at(0);
+      const ir::Node& next = m_.nodes[i + 1];
+      if (!is_ternary(next) || next.operands[0] != q8 || consumers_[q8] != 1 || q8 == m_.output) continue;
+      plan_.nodes[i].fused_into = static_cast<int>(i + 1);
+      plan_.nodes[i + 1].fused_norm = static_cast<int>(i);
+    }
+  }
+
+  void count_consumers() {
+    consumers_.assign(m_.values.size(), 0);
+    for (const auto& n : m_.nodes)
+      for (int v : n.operands) ++consumers_[v];
+    ++consumers_[m_.output];
+  }
+
+  bool is_ternary(const ir::Node& n) const {
+    return (n.op == ir::Op::BitLinear || n.op == ir::Op::BitLinearGlu || n.op == ir::Op::QkvRopeCache) &&
+           m_.weights[n.weights[0]].type.dtype == ir::DType::T2;
+  }
+
+  const std::string& add(const std::string& name, const std::string& file, std::map<std::string, std::string> holes) {
+    for (const auto& k : plan_.kernels)
+      if (k.name == name) return k.name;
+    plan_.kernels.push_back({name, file, std::move(holes)});
+    return plan_.kernels.back().name;
+  }
+
+  std::string kv_type() const { return plan_.kv_f32 ? "float" : "u16"; }
+  std::string kv_tag() const { return plan_.kv_f32 ? "f32" : "f16"; }
+  std::string where(const ir::Node& n) const { return fmt::format("op '{}' (%{})", ir::op_info(n.op).text, m_.values[n.result].name); }
+  int64_t width(int value) const { return m_.values[value].type.dims.back(); }
+
+  // The epilogue of a ternary op: its pair mapping and per-pair code, a name tag, the number of pairs.
+  struct Epilogue {
+    std::string kind, tag, code;
+    int64_t pairs;
+  };
+  Epilogue epilogue(const ir::Node& node, int64_t n) const {
+    if (node.op == ir::Op::BitLinear) return {"plain", "plain", std::string(kernel_template("epilogue_plain.cu.in")), (n + 1) / 2};
+    if (node.op == ir::Op::BitLinearGlu) {
+      const std::string& act = m_.attr_string(node, "act");
+      std::string code;
+      if (act == "relu2") {
+        code = "  const float r = fmax_f(gate, 0.0f), act = r * r;";
+      } else if (act == "silu") {
+        code = "  const float act = gate / (1.0f + expf(-gate));";
+      } else {
+        fail("target cuda: {}: activation '{}' is not relu2 or silu", where(node), act);
+      }
+      if (n % 2 != 0) fail("target cuda: {}: {} rows cannot split into gate and up", where(node), n);
+      return {"glu", "glu_" + act, fill_template(kernel_template("epilogue_glu.cu.in"), {{"ACT_NAME", act}, {"ACT_CODE", code}}, "epilogue_glu"), n / 2};
+    }
+    const int64_t d = m_.attr_int(node, "head_dim"), heads = m_.attr_int(node, "n_head"), kv_heads = m_.attr_int(node, "n_head_kv");
+    if (d % 2 != 0 || n != (heads + 2 * kv_heads) * d) fail("target cuda: {}: {} rows are not {} + 2 x {} heads of {}", where(node), n, heads, kv_heads, d);
+    std::string code = fill_template(kernel_template("epilogue_qkv.cu.in"),
+                                     {{"D", str(d)}, {"Q_DIM", str(heads * d)}, {"KV_DIM", str(kv_heads * d)}, {"KV_T", kv_type()}}, "epilogue_qkv");
+    return {"qkv", fmt::format("qkv_d{}_h{}_kv{}_{}", d, heads, kv_heads, kv_tag()), std::move(code), n / 2};
+  }
+
+  void plan_ternary(size_t i) {
+    const ir::Node& node = m_.nodes[i];
+    NodeKernels& out = plan_.nodes[i];
+    const ir::Type& wt = m_.weights[node.weights[0]].type;
+    if (wt.dtype != ir::DType::T2) {
+      fail("target cuda: {}: weight @{} is {} (not ternary x one scale); the CUDA backend runs ternary BitLinears only (use --target x86)",
+           where(node), m_.weights[node.weights[0]].name, ir::dtype_name(wt.dtype));
+    }
+    const int64_t n = wt.dims[0], k = wt.dims[1];
+    if (k % 16 != 0) fail("target cuda: {}: {} input features; the CUDA weight layout needs a multiple of 16", where(node), k);
+    if (k > 16384) fail("target cuda: {}: {} input features; the CUDA GEMV holds at most 16384 per row", where(node), k);
+    const Epilogue e = epilogue(node, n);
+    std::map<std::string, std::string> holes{{"N", str(n)}, {"K", str(k)}, {"PAIRS", str(e.pairs)}, {"EPILOGUE_KIND", e.kind}, {"PAIR_CODE", e.code}};
+    const bool q8_input = m_.values[node.operands[0]].type.dtype == ir::DType::Q8;
+    const bool int8 = q8_input || m_.attr_string(node, "act_quant") == "int8_token";
+    if (!int8) {
+      out.float_activations = true;
+      out.main = add(fmt::format("tgemv_f32_{}_n{}_k{}", e.tag, n, k), "ternary_gemv_f32.cu.in", holes);
+      return;
+    }
+    out.main = add(fmt::format("tgemm_{}_n{}_k{}", e.tag, n, k), "ternary_gemm.cu.in", holes);
+    if (!q8_input) out.pre = norm_quant_kernel(k, false, false);
+    std::string prologue_code;
+    std::string prologue_tag;
+    if (out.fused_norm >= 0) {
+      const bool add_norm = m_.nodes[out.fused_norm].op == ir::Op::AddRmsNormQuant;
+      out.prologue = add_norm ? Prologue::AddNorm : Prologue::Norm;
+      prologue_tag = add_norm ? "addnorm" : "norm";
+      prologue_code = fill_template(kernel_template("prologue_norm.cu.in"),
+                                    {{"ADD", add_norm ? "true" : "false"}, {"NORM", "true"}, {"WHAT", add_norm ? "residual add, rmsnorm and int8 quantization" : "rmsnorm and int8 quantization"}},
+                                    "prologue_norm");
+    } else if (q8_input) {
+      out.prologue = Prologue::Q8;
+      prologue_tag = "q8";
+      prologue_code = std::string(kernel_template("prologue_q8.cu.in"));
+    } else {
+      out.prologue = Prologue::Quant;
+      prologue_tag = "quant";
+      prologue_code = fill_template(kernel_template("prologue_norm.cu.in"), {{"ADD", "false"}, {"NORM", "false"}, {"WHAT", "int8 quantization"}}, "prologue_norm");
+    }
+    holes["PROLOGUE_NORM_W"] = out.fused_norm >= 0 ? "a.norm_w" : "nullptr";
+    holes["PROLOGUE_KIND"] = prologue_tag;
+    holes["PROLOGUE_CODE"] = prologue_code;
+    for (size_t ti = 0; ti < kTokenTiles.size(); ++ti) {
+      const int tt = kTokenTiles[ti];
+      if (tt * k > kGemvSharedBytes) continue;
+      holes["TT"] = str(tt);
+      out.tiles[ti] = add(fmt::format("tgemv_{}_n{}_k{}_{}_t{}", e.tag, n, k, prologue_tag, tt), "ternary_gemv.cu.in", holes);
+    }
+  }
+
+  std::string norm_quant_kernel(int64_t k, bool add_residual, bool norm) {
+    const char* tag = add_residual ? "add" : norm ? "norm" : "quant";
+    const char* what = add_residual ? "residual add, rmsnorm and int8 quantization" : norm ? "rmsnorm and int8 quantization" : "int8 quantization";
+    return add(fmt::format("norm_quant_k{}_{}", k, tag), "norm_quant.cu.in",
+               {{"K", str(k)}, {"ADD", add_residual ? "true" : "false"}, {"NORM", norm ? "true" : "false"}, {"WHAT", what}});
+  }
+
+  std::string eltwise(const std::string& op, int64_t n, const std::string& what, const std::string& body) {
+    return add(fmt::format("ew_{}_n{}", op, n), "eltwise.cu.in", {{"N", str(n)}, {"WHAT", what}, {"BODY", body}});
+  }
+
+  void plan_node(size_t i) {
+    const ir::Node& node = m_.nodes[i];
+    NodeKernels& out = plan_.nodes[i];
+    const int64_t n = width(node.result);
+    switch (node.op) {
+      case ir::Op::Embed: {
+        const ir::Type& t = m_.weights[node.weights[0]].type;
+        if (t.dtype != ir::DType::F16 && t.dtype != ir::DType::F32) fail("target cuda: {}: table dtype {} is not f16 or f32", where(node), ir::dtype_name(t.dtype));
+        const bool f16 = t.dtype == ir::DType::F16;
+        out.main = add(fmt::format("embed_{}_d{}", f16 ? "f16" : "f32", n), "embed.cu.in",
+                       {{"D", str(n)}, {"TABLE_T", f16 ? "u16" : "float"}, {"LOAD", f16 ? "f16_to_f32(row[i])" : "row[i]"}});
+        break;
+      }
+      case ir::Op::RmsNorm:
+        out.main = add(fmt::format("rmsnorm_n{}", n), "rmsnorm.cu.in", {{"N", str(n)}});
+        break;
+      case ir::Op::RmsNormQuant:
+        out.main = norm_quant_kernel(n, false, true);
+        break;
+      case ir::Op::AddRmsNormQuant:
+        out.main = norm_quant_kernel(n, true, true);
+        break;
+      case ir::Op::BitLinear:
+      case ir::Op::BitLinearGlu:
+      case ir::Op::QkvRopeCache:
+        plan_ternary(i);
+        break;
+      case ir::Op::Attention:
+      case ir::Op::Attend: {
+        const int64_t heads = m_.attr_int(node, "n_head"), kv_heads = m_.attr_int(node, "n_head_kv");
+        if (heads % kv_heads != 0 || n % heads != 0) fail("target cuda: {}: {} heads over {} KV heads", where(node), heads, kv_heads);
+        const int64_t d = n / heads;
+        if (d % 32 != 0 || d > 256) fail("target cuda: {}: head dim {}; the CUDA attention needs a multiple of 32 up to 256", where(node), d);
+        out.main = add(fmt::format("attend_d{}_g{}_h{}_kv{}_{}", d, heads / kv_heads, heads, kv_heads, kv_tag()), "attend.cu.in",
+                       {{"D", str(d)}, {"DL", str(d / 32)}, {"GROUP", str(heads / kv_heads)}, {"N_HEAD", str(heads)}, {"N_HEAD_KV", str(kv_heads)}, {"KV_T", kv_type()}});
+        if (node.op == ir::Op::Attention) {
+          const int64_t kv_dim = kv_heads * d;
+          const bool f16 = !plan_.kv_f32;
+          out.pre = add(fmt::format("kv_write_kv{}_{}", kv_dim, kv_tag()), "kv_write.cu.in",
+                        {{"KV_DIM", str(kv_dim)}, {"KV_T", kv_type()},
+                         {"STORE_K", f16 ? "f32_to_f16(a.k[static_cast<i64>(t) * KV_DIM + i])" : "a.k[static_cast<i64>(t) * KV_DIM + i]"},
+                         {"STORE_V", f16 ? "f32_to_f16(a.v[static_cast<i64>(t) * KV_DIM + i])" : "a.v[static_cast<i64>(t) * KV_DIM + i]"}});
+        }
+        break;
+      }
+      case ir::Op::MatMul: {
+        const ir::Type& t = m_.weights[node.weights[0]].type;
+        if (t.dtype != ir::DType::F16 && t.dtype != ir::DType::F32) fail("target cuda: {}: weight dtype {} is not f16 or f32", where(node), ir::dtype_name(t.dtype));
+        const bool f16 = t.dtype == ir::DType::F16;
+        const int64_t k = t.dims[1], vec = f16 ? 8 : 4;
+        if (k % 8 != 0) fail("target cuda: {}: {} input features; the CUDA matmul needs a multiple of 8", where(node), k);
+        const int64_t chunks_per_lane = (k / vec + 31) / 32;
+        const int64_t rows_per_warp = chunks_per_lane <= 10 ? 2 : 1;
+        for (size_t ti = 0; ti < kTokenTiles.size(); ++ti) {
+          const int tt = kTokenTiles[ti];
+          out.tiles[ti] = add(fmt::format("matmul_{}_n{}_k{}_t{}", f16 ? "f16" : "f32", n, k, tt), "matmul.cu.in",
+                              {{"N", str(n)}, {"K", str(k)}, {"TT", str(tt)}, {"RPW", str(rows_per_warp)}, {"VEC", str(vec)}, {"W_T", f16 ? "f16" : "f32"}});
+        }
+        break;
+      }
+      case ir::Op::Scale:
+        out.main = eltwise("scale", n, "x * s", "a.y[t * N + i] = a.a[t * N + i] * a.w[0];");
+        break;
+      case ir::Op::AddBias:
+        out.main = eltwise("add_bias", n, "x + b", "a.y[t * N + i] = a.a[t * N + i] + a.w[i];");
+        break;
+      case ir::Op::Add:
+        out.main = eltwise("add", n, "a + b", "a.y[t * N + i] = a.a[t * N + i] + a.b[t * N + i];");
+        break;
+      case ir::Op::Mul:
+        out.main = eltwise("mul", n, "a * b", "a.y[t * N + i] = a.a[t * N + i] * a.b[t * N + i];");
+        break;
+      case ir::Op::Relu2:
+        out.main = eltwise("relu2", n, "relu(x)^2", "const float r = fmax_f(a.a[t * N + i], 0.0f);\n  a.y[t * N + i] = r * r;");
+        break;
+      case ir::Op::Silu:
+        out.main = eltwise("silu", n, "x * sigmoid(x)", "const float v = a.a[t * N + i];\n  a.y[t * N + i] = v / (1.0f + expf(-v));");
+        break;
+      case ir::Op::Slice:
+        out.main = eltwise("slice", n, "a column slice", "a.y[t * N + i] = a.a[t * a.a_stride + a.a_offset + i];");
+        break;
+      case ir::Op::Rope: {
+        const int64_t d = m_.attr_int(node, "head_dim");
+        if (d % 2 != 0 || n % d != 0) fail("target cuda: {}: {} features in heads of {}", where(node), n, d);
+        out.main = add(fmt::format("rope_n{}_d{}", n, d), "rope.cu.in", {{"N", str(n)}, {"D", str(d)}});
+        break;
+      }
+    }
+  }
+
+  const ir::Module& m_;
+  ModulePlan plan_;
+  std::vector<int> consumers_;
+};
+
+}  // namespace
+
+ModulePlan plan_module(const ir::Module& m) { return Planner(m).run(); }
+
+int choose_tile(const std::array<std::string, 4>& tiles, int64_t T) {
+  int largest = -1;
+  for (size_t i = 0; i < tiles.size(); ++i) {
+    if (tiles[i].empty()) continue;
+    if (kTokenTiles[i] >= T) return static_cast<int>(i);
+    largest = static_cast<int>(i);
+  }
+  if (largest < 0) fail("internal: no token tile for {} tokens", T);
+  return largest;
+}
+
+}  // namespace bitnet::cuda

@@ -1,0 +1,57 @@
+// Which generated kernels run each op of an optimized IR module, decided once from the module alone: the
+// compiler uses it to generate and compile every kernel a bundle can need (all token-tile variants), the
+// executor to bind the same names at load time. No NVRTC and no driver in here.
+//
+// Steps of at most kMaxGemvTokens tokens (decode, batched decode) run the ternary matmuls as GEMVs whose
+// prologue computes the (add_)rmsnorm_quant right before them (the q8 value never reaches memory; one
+// kernel per BitLinear); longer steps (prefill) run that norm as its own kernel and the matmul on the
+// int8 tensor cores.
+#pragma once
+
+#include "ir/ir.h"
+
+#include <array>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace bitnet::cuda {
+
+// One kernel to generate: a template file of codegen/cuda/kernels/ with its holes filled.
+struct KernelSpec {
+  std::string name;  // the kernel's C identifier; unique per (template, holes)
+  std::string template_file;
+  std::map<std::string, std::string> holes;
+};
+
+inline constexpr int kMaxGemvTokens = 8;
+inline constexpr std::array<int, 4> kTokenTiles = {1, 2, 4, 8};  // the GEMV and LM-head variants per tile
+inline constexpr int kGemvSharedBytes = 40960;                    // int8 activation rows a GEMV block may hold
+
+enum class Prologue { Q8, Norm, AddNorm, Quant };  // how a ternary GEMV gets its int8 rows
+
+struct NodeKernels {
+  std::string main;                 // the op's kernel; ternary ops: the tensor-core GEMM (or the float GEMV)
+  std::string pre;                  // attention: the KV write; f32-input int8 BitLinear: the quantize kernel
+  std::array<std::string, 4> tiles; // ternary GEMV / matmul per token tile ("" where shared memory forbids)
+  Prologue prologue = Prologue::Q8; // ternary GEMV input
+  int fused_norm = -1;              // ternary GEMV: the (add_)rmsnorm_quant node its prologue computes
+  int fused_into = -1;              // (add_)rmsnorm_quant: the GEMV node that computes it in small steps
+  bool float_activations = false;   // act_quant none: f32 input, float GEMV for every step size
+};
+
+struct ModulePlan {
+  std::vector<NodeKernels> nodes;   // per module node
+  std::vector<KernelSpec> kernels;  // every distinct kernel, in first-use order
+  bool kv_f32 = false;              // float activations anywhere: an f32 KV cache (as the x86 backend)
+};
+
+// Throws bitnet::Error naming the op when the CUDA backend cannot run it (float BitLinear weights,
+// input widths that are not a multiple of 16, head dims that are not a multiple of 32, ...).
+ModulePlan plan_module(const ir::Module& m);
+
+// The token tile index for a step of T <= kMaxGemvTokens tokens: the smallest tile >= T that `tiles`
+// has, else the largest it has (the grid then covers T with several tiles).
+int choose_tile(const std::array<std::string, 4>& tiles, int64_t T);
+
+}  // namespace bitnet::cuda

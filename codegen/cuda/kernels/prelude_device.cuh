@@ -1,0 +1,59 @@
+// The prelude of every generated CUDA source compiled by NVRTC: fixed-width names, and the handful of
+// device primitives the kernel templates use (f16 conversion, shuffles, dp4a, int8 mma, programmatic
+// dependent launch, cache-bypassing loads). codegen/cuda/kernels/prelude_host.h defines the same names for
+// the host emulator (tests), so a template uses only what both define. No headers: NVRTC needs none.
+typedef unsigned char u8;
+typedef signed char i8;
+typedef unsigned short u16;
+typedef unsigned int u32;
+typedef long long i64;
+
+#define KFN __device__ __forceinline__
+#define KERNEL_ENTRY(name, Args)
+#define KINF __int_as_float(0x7f800000)
+
+KFN float f16_to_f32(u16 h) {
+  float f;
+  asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));
+  return f;
+}
+KFN u16 f32_to_f16(float f) {  // round to nearest even, as the CPU backends
+  u16 h;
+  asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f));
+  return h;
+}
+
+template <typename T>
+KFN T shfl_xor(T v, int mask) { return __shfl_xor_sync(0xffffffffu, v, mask); }
+
+KFN int dp4a(u32 a, u32 b, int c) { return __dp4a(static_cast<int>(a), static_cast<int>(b), c); }
+
+// D += A B for one warp: A 16x32 int8 (row), B 32x8 int8 (col), D 16x8 int32. Fragments as the PTX ISA
+// lays them out for lane = 4 * g + i: a[0] = A[g][4i..4i+3], a[1] = A[g+8][4i..], a[2] = A[g][16+4i..],
+// a[3] = A[g+8][16+4i..]; b0 = B[4i..4i+3][g], b1 = B[16+4i..][g]; d[0] = D[g][2i], d[1] = D[g][2i+1],
+// d[2] = D[g+8][2i], d[3] = D[g+8][2i+1].
+KFN void mma_s8_16832(int (&d)[4], const int (&a)[4], u32 b0, u32 b1) {
+  asm volatile("mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+               : "+r"(d[0]), "+r"(d[1]), "+r"(d[2]), "+r"(d[3])
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+// Programmatic dependent launch (sm_90): a kernel may start while the previous one finishes; it reads
+// nothing the previous kernels wrote, and writes nothing, before grid_dependency_wait().
+KFN void grid_dependency_wait() {
+#if __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+KFN void allow_dependent_launch() {
+#if __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
+KFN float load_bypass_l1(const float* p) { return __ldcg(p); }
+KFN u32 atomic_add(u32* p, u32 v) { return atomicAdd(p, v); }
+KFN void memory_fence() { __threadfence(); }
+KFN float fmin_f(float a, float b) { return fminf(a, b); }
+KFN float fmax_f(float a, float b) { return fmaxf(a, b); }
+KFN double fmax_d(double a, double b) { return fmax(a, b); }

@@ -1,0 +1,145 @@
+// The host-emulator flavor of prelude_device.cuh: the same names, implemented in plain C++ for kernels
+// compiled by the host compiler and run by codegen/cuda/emu/ (every CUDA thread a fiber, blocks one after
+// another). Only for tests: it checks the kernels' logic, indexing and synchronisation, not their speed.
+#include <math.h>
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+typedef unsigned char u8;
+typedef signed char i8;
+typedef unsigned short u16;
+typedef unsigned int u32;
+typedef long long i64;
+
+static const EmuHooks* emu_hooks = nullptr;
+extern "C" void bitnetc_emu_bind(const EmuHooks* hooks) { emu_hooks = hooks; }
+
+#define KFN static inline
+#define __global__
+#define __device__
+#define __forceinline__ inline
+#define __launch_bounds__(...)
+#define __shared__ static
+#define __align__(n) __attribute__((aligned(n)))
+#define threadIdx (emu_hooks->current()->thread_idx)
+#define blockIdx (emu_hooks->current()->block_idx)
+#define blockDim (emu_hooks->current()->block_dim)
+#define gridDim (emu_hooks->current()->grid_dim)
+#define KINF std::numeric_limits<float>::infinity()
+#define KERNEL_ENTRY(name, Args)                                                                   \
+  extern "C" void bitnetc_emu_##name(void** params) { name(*static_cast<const Args*>(params[0])); } \
+  extern "C" unsigned long bitnetc_emu_args_##name() { return sizeof(Args); }
+
+struct alignas(16) uint4 {
+  u32 x, y, z, w;
+};
+struct alignas(8) uint2 {
+  u32 x, y;
+};
+struct alignas(16) float4 {
+  float x, y, z, w;
+};
+static inline uint4 make_uint4(u32 x, u32 y, u32 z, u32 w) { return uint4{x, y, z, w}; }
+
+static inline void __syncthreads() { emu_hooks->sync_block(); }
+
+static inline float f16_to_f32(u16 h) {
+  const u32 sign = (h >> 15) & 1, exp = (h >> 10) & 31, man = h & 1023;
+  float f;
+  if (exp == 0) {
+    f = std::ldexp(static_cast<float>(man), -24);
+  } else if (exp == 31) {
+    f = man ? std::numeric_limits<float>::quiet_NaN() : std::numeric_limits<float>::infinity();
+  } else {
+    f = std::ldexp(static_cast<float>(man | 1024), static_cast<int>(exp) - 25);
+  }
+  return sign ? -f : f;
+}
+static inline u16 f32_to_f16(float f) {  // round to nearest even
+  u32 x;
+  std::memcpy(&x, &f, 4);
+  const u32 sign = (x >> 16) & 0x8000u;
+  const u32 ax = x & 0x7fffffffu;
+  if (ax > 0x7f800000u) return static_cast<u16>(sign | 0x7e00u);
+  if (ax >= 0x477ff000u) return static_cast<u16>(sign | 0x7c00u);  // rounds to >= 65520: infinity
+  if (ax < 0x38800000u) {                                          // subnormal or zero in f16
+    float a;
+    std::memcpy(&a, &ax, 4);
+    return static_cast<u16>(sign | static_cast<u32>(std::nearbyint(a * 16777216.0f)));
+  }
+  const u32 mant = ax & 0x7fffffu, exp = (ax >> 23) - 112;
+  u32 h = (exp << 10) | (mant >> 13);
+  const u32 rest = mant & 0x1fffu;
+  if (rest > 0x1000u || (rest == 0x1000u && (h & 1u))) ++h;
+  return static_cast<u16>(sign | h);
+}
+
+template <typename T>
+static inline T shfl_xor(T v, int mask) {
+  EmuThread* self = emu_hooks->current();
+  const int lane = self->thread_idx.x & 31;
+  unsigned long long bits = 0;
+  std::memcpy(&bits, &v, sizeof(T));
+  self->warp_slots[lane] = bits;
+  emu_hooks->sync_warp();
+  bits = self->warp_slots[lane ^ mask];
+  emu_hooks->sync_warp();
+  T out;
+  std::memcpy(&out, &bits, sizeof(T));
+  return out;
+}
+
+static inline int dp4a(u32 a, u32 b, int c) {
+  for (int i = 0; i < 4; ++i) c += static_cast<i8>((a >> (8 * i)) & 0xff) * static_cast<i8>((b >> (8 * i)) & 0xff);
+  return c;
+}
+
+// The PTX ISA's m16n8k32 s8 fragment layout, assembled from every lane of the warp.
+static inline void mma_s8_16832(int (&d)[4], const int (&a)[4], u32 b0, u32 b1) {
+  EmuThread* self = emu_hooks->current();
+  const int lane = self->thread_idx.x & 31;
+  int* mine = self->warp_mma + 10 * lane;
+  for (int i = 0; i < 4; ++i) mine[i] = a[i];
+  mine[4] = static_cast<int>(b0);
+  mine[5] = static_cast<int>(b1);
+  emu_hooks->sync_warp();
+  auto byte = [](int word, int i) { return static_cast<int>(static_cast<i8>((static_cast<u32>(word) >> (8 * i)) & 0xff)); };
+  auto A = [&](int row, int col) {  // A[row][col], 16 x 32
+    const int l = 4 * (row % 8) + (col % 16) / 4, reg = (row >= 8 ? 1 : 0) + (col >= 16 ? 2 : 0);
+    return byte(self->warp_mma[10 * l + reg], col % 4);
+  };
+  auto B = [&](int k, int n) {  // B[k][n], 32 x 8
+    const int l = 4 * n + (k % 16) / 4, reg = 4 + (k >= 16 ? 1 : 0);
+    return byte(self->warp_mma[10 * l + reg], k % 4);
+  };
+  const int g = lane / 4, i4 = lane % 4;
+  int out[4];
+  for (int e = 0; e < 4; ++e) {
+    const int row = g + (e >= 2 ? 8 : 0), col = 2 * i4 + (e & 1);
+    int s = 0;
+    for (int k = 0; k < 32; ++k) s += A(row, k) * B(k, col);
+    out[e] = d[e] + s;
+  }
+  emu_hooks->sync_warp();
+  for (int e = 0; e < 4; ++e) d[e] = out[e];
+}
+
+static inline void grid_dependency_wait() {}
+static inline void allow_dependent_launch() {}
+static inline float load_bypass_l1(const float* p) { return *p; }
+static inline u32 atomic_add(u32* p, u32 v) {  // fibers of one OS thread: no concurrent access
+  const u32 old = *p;
+  *p = old + v;
+  return old;
+}
+static inline void memory_fence() {}
+static inline float fmin_f(float a, float b) { return std::fmin(a, b); }
+static inline float fmax_f(float a, float b) { return std::fmax(a, b); }
+static inline double fmax_d(double a, double b) { return std::fmax(a, b); }
+static inline float __uint_as_float(u32 u) {
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
