@@ -23,7 +23,11 @@
 #include <dlfcn.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
+#include <chrono>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <random>
 
@@ -480,6 +484,75 @@ TEST_CASE("cuda gpu: batched sequences give each the logits it gets alone", "[cu
       }
     }
   }
+}
+
+// ------------------------------------------------------------------------------------------------------
+// Measurements for bench/RESULTS.md (scripts/device_cuda.sh): not a test, run by its tag on a GPU with
+// BITNETC_CUDA_BENCH_BUNDLE naming a CUDA bundle. One JSON object per line on stdout.
+
+TEST_CASE("cuda bench: batched decode, graphs on and off, first-token time, device memory", "[.cuda-bench]") {
+  const char* path = std::getenv("BITNETC_CUDA_BENCH_BUNDLE");
+  auto driver = gpu();
+  if (!path || !driver) {
+    WARN("SKIPPED: set BITNETC_CUDA_BENCH_BUNDLE on a machine with a GPU");
+    return;
+  }
+  using Clock = std::chrono::steady_clock;
+  auto seconds = [](Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); };
+  auto print = [](const nlohmann::json& j) { std::printf("%s\n", j.dump().c_str()); std::fflush(stdout); };
+  auto median = [](std::vector<double> v) { std::sort(v.begin(), v.end()); return v[v.size() / 2]; };
+  CUdevice dev = 0;
+  CUcontext ctx = nullptr;
+  driver->cuDeviceGet(&dev, 0);
+  driver->cuDevicePrimaryCtxRetain(&ctx, dev);
+  driver->cuCtxSetCurrent(ctx);
+  size_t free0 = 0, total = 0;
+  driver->cuMemGetInfo(&free0, &total);
+  std::mt19937 rng(7);
+  std::uniform_int_distribution<int32_t> token(0, 127999);
+
+  {  // a 4096-token context: time to first token of a 512-token prompt, then memory after decoding
+    CudaModel c = open_cuda(path, 4096, 1, {});
+    std::vector<int32_t> ids(512), pos(512), seq(512, 0);
+    std::vector<double> ttft;
+    for (int r = 0; r < 6; ++r) {
+      for (int i = 0; i < 512; ++i) ids[i] = token(rng), pos[i] = i;
+      const auto t0 = Clock::now();
+      c.exec->run({ids, pos, seq, false});
+      if (r > 0) ttft.push_back(seconds(t0) * 1e3);
+    }
+    for (int32_t p = 512; p < 640; ++p) c.step({token(rng)}, {p}, {0}, false);
+    size_t free1 = 0;
+    driver->cuMemGetInfo(&free1, &total);
+    print({{"test", "prefill512_ctx4096"}, {"ttft_ms_median", median(ttft)}, {"ttft_ms", ttft}, {"prefill_tok_s", 512e3 / median(ttft)},
+           {"engine_device_mb", c.exec->device_bytes() / 1e6}, {"device_used_delta_mb", (free0 - free1) / 1e6},
+           {"device_used_total_mb", (total - free1) / 1e6}, {"device", c.exec->describe()}});
+  }
+  for (int batch : {1, 2, 4, 8, 16, 32}) {
+    for (bool graphs : {true, false}) {
+      if (!graphs && batch > 1) continue;
+      cuda::CudaOptions options = cuda::cuda_options_from_env();
+      options.graphs = graphs;
+      CudaModel c = open_cuda(path, 1024, batch, options);
+      std::vector<int32_t> ids, pos, seq;
+      for (int s = 0; s < batch; ++s)
+        for (int i = 0; i < 256; ++i) ids.push_back(token(rng)), pos.push_back(i), seq.push_back(s);
+      c.exec->run({ids, pos, seq, false});  // every sequence at position 256
+      std::vector<double> step_ms;
+      for (int32_t p = 256; p < 256 + 8 + 128; ++p) {
+        std::vector<int32_t> t(static_cast<size_t>(batch)), at(t.size(), p), slot(t.size());
+        for (int s = 0; s < batch; ++s) t[s] = token(rng), slot[s] = s;
+        const auto t0 = Clock::now();
+        c.exec->run({t, at, slot, false});
+        if (p >= 256 + 8) step_ms.push_back(seconds(t0) * 1e3);
+      }
+      double sum = 0;
+      for (double v : step_ms) sum += v;
+      print({{"test", "decode"}, {"batch", batch}, {"graphs", graphs}, {"context", "256..392"}, {"step_ms_median", median(step_ms)},
+             {"tok_s", batch * 1e3 * step_ms.size() / sum}, {"device", c.exec->describe()}});
+    }
+  }
+  driver->cuDevicePrimaryCtxRelease(dev);
 }
 
 }  // namespace bitnet::test

@@ -38,6 +38,7 @@ CudaOptions cuda_options_from_env() {
   o.graphs = flag("BITNETC_CUDA_GRAPHS", o.graphs);
   o.pdl = flag("BITNETC_CUDA_PDL", o.pdl);
   if (const char* v = std::getenv("BITNETC_CUDA_SPLITS"); v && *v) o.attention_splits = std::max(1, std::atoi(v));
+  o.profile = flag("BITNETC_CUDA_PROFILE", o.profile);
   return o;
 }
 
@@ -114,6 +115,14 @@ struct CudaStepExecutor::Impl {
   float* logits_host = nullptr;
   std::map<size_t, std::pair<CUdeviceptr, CUdeviceptr>> rope;  // node -> (cos, sin) tables [n_ctx][d / 2]
 
+  // BITNETC_CUDA_PROFILE: an event before each node of a step; per (op, kernel, tokens) the summed time.
+  std::vector<CUevent> events;
+  std::vector<std::string> event_labels;
+  std::map<std::string, std::pair<double, int64_t>> profile;
+  std::string last_kernel;
+  void profile_step(size_t n_events);
+  void print_profile() const;
+
   std::map<std::pair<int64_t, int>, CUgraphExec> graphs;
   bool capturing = false, pdl_in_graphs = true;
   std::string graph_note;
@@ -172,6 +181,8 @@ CudaStepExecutor::Impl::Impl(const std::string& where_, const ir::Module& module
 CudaStepExecutor::Impl::~Impl() {
   if (api.cuCtxSetCurrent && context) api.cuCtxSetCurrent(context);
   if (stream) api.cuStreamSynchronize(stream);
+  if (opt.profile) print_profile();
+  for (CUevent e : events) api.cuEventDestroy(e);
   for (auto& [key, exec] : graphs) api.cuGraphExecDestroy(exec);
   for (CUdeviceptr p : allocations) api.cuMemFree(p);
   if (inputs_host) api.cuMemFreeHost(inputs_host);
@@ -336,7 +347,8 @@ void CudaStepExecutor::Impl::launch(const std::string& kernel, unsigned gx, unsi
   const auto it = functions.find(kernel);
   if (it == functions.end()) fail("internal: {}: target cuda: kernel {} was not planned", where, kernel);
   void* params[] = {const_cast<void*>(args)};
-  if (opt.pdl && (!capturing || pdl_in_graphs)) {
+  last_kernel = kernel;
+  if (opt.pdl && !opt.profile && (!capturing || pdl_in_graphs)) {
     CUlaunchAttribute attr{};
     attr.id = CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
     attr.value.programmaticStreamSerializationAllowed = 1;
@@ -536,12 +548,53 @@ void CudaStepExecutor::Impl::enqueue_step(int64_t T, Logits mode) {
        "cuMemcpyHtoDAsync (inputs)");
   }
   const bool small = T <= kMaxGemvTokens;
+  size_t n_events = 0;
+  auto mark = [&](const std::string& label) {  // profiling: an event after the work just enqueued
+    if (!opt.profile || capturing) return;
+    if (n_events == events.size()) {
+      CUevent e = nullptr;
+      ok(api.cuEventCreate(&e, CU_EVENT_DEFAULT), "cuEventCreate");
+      events.push_back(e);
+      event_labels.emplace_back();
+    }
+    event_labels[n_events] = label;
+    ok(api.cuEventRecord(events[n_events++], stream), "cuEventRecord");
+  };
+  mark("");
   for (size_t i = 0; i < m.nodes.size(); ++i) {
     if (static_cast<int>(i) == lm_head) continue;
+    last_kernel.clear();
     enqueue_node(i, T, small);
+    if (!last_kernel.empty()) mark(fmt::format("{:<18} {} (T={})", ir::op_info(m.nodes[i].op).text, last_kernel, T));
   }
   if (mode == Logits::Last) enqueue_logits(T, T - 1, 1);
   if (mode == Logits::All && T <= kMaxGemvTokens) enqueue_logits(T, 0, T);
+  if (mode != Logits::None && (mode == Logits::Last || T <= kMaxGemvTokens)) mark(fmt::format("{:<18} {} (T={})", "lm head + copy", last_kernel, T));
+  if (opt.profile && !capturing) profile_step(n_events);
+}
+
+void CudaStepExecutor::Impl::profile_step(size_t n_events) {
+  if (n_events < 2) return;
+  ok(api.cuEventSynchronize(events[n_events - 1]), "cuEventSynchronize");
+  for (size_t i = 1; i < n_events; ++i) {
+    float ms = 0;
+    ok(api.cuEventElapsedTime(&ms, events[i - 1], events[i]), "cuEventElapsedTime");
+    auto& slot = profile[event_labels[i]];
+    slot.first += ms;
+    ++slot.second;
+  }
+}
+
+void CudaStepExecutor::Impl::print_profile() const {
+  double total = 0;
+  for (const auto& [label, t] : profile) total += t.first;
+  std::vector<std::pair<std::string, std::pair<double, int64_t>>> rows(profile.begin(), profile.end());
+  std::sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) { return a.second.first > b.second.first; });
+  std::fprintf(stderr, "cuda profile (%s, eager launches without PDL): %.3f ms in all\n", device_name.c_str(), total);
+  for (const auto& [label, t] : rows) {
+    std::fprintf(stderr, "  %9.3f ms %5.1f%% %7lld x %8.1f us  %s\n", t.first, 100 * t.first / total, static_cast<long long>(t.second),
+                 1e3 * t.first / static_cast<double>(t.second), label.c_str());
+  }
 }
 
 CUgraphExec CudaStepExecutor::Impl::graph_for(int64_t T, Logits mode) {
@@ -588,7 +641,7 @@ void CudaStepExecutor::Impl::run_slice(const StepInputs& in, int64_t t0, int64_t
     inputs_host[2 * max_tokens + t] = in.seq[t0 + t];
   }
   const bool small = T <= kMaxGemvTokens;
-  if (small && opt.graphs) {
+  if (small && opt.graphs && !opt.profile) {
     ok(api.cuGraphLaunch(graph_for(T, mode), stream), "cuGraphLaunch");
   } else {
     enqueue_step(T, mode);

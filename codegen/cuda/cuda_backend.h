@@ -27,12 +27,13 @@ struct CudaOptions {
   bool pdl = true;                 // programmatic dependent launch between consecutive kernels
   int max_step_tokens = 512;       // longer steps run in slices of this many tokens (bounds the arena)
   int attention_splits = 32;       // position ranges per (token, KV head) in steps of <= kMaxGemvTokens tokens
+  bool profile = false;            // time every op (eager launches, no PDL) and print a table to stderr at exit
   int device = 0;
   std::shared_ptr<const DriverApi> driver;  // null: libcuda.so.1 (tests pass the host emulator)
 };
 
 // Overrides from the environment for experiments: BITNETC_CUDA_GRAPHS=0, BITNETC_CUDA_PDL=0,
-// BITNETC_CUDA_SPLITS=N.
+// BITNETC_CUDA_SPLITS=N, BITNETC_CUDA_PROFILE=1.
 CudaOptions cuda_options_from_env();
 
 class CudaStepExecutor : public StepExecutor {

@@ -20,7 +20,8 @@ struct DriverApi {
   X(cuMemcpyHtoD) X(cuMemcpyHtoDAsync) X(cuMemcpyDtoHAsync)                                                          \
   X(cuStreamCreate) X(cuStreamDestroy) X(cuStreamSynchronize) X(cuLaunchKernel) X(cuLaunchKernelEx)                   \
   X(cuStreamBeginCapture) X(cuStreamEndCapture) X(cuGraphInstantiate) X(cuGraphLaunch) X(cuGraphDestroy)             \
-  X(cuGraphExecDestroy) X(cuGetErrorName) X(cuGetErrorString)
+  X(cuGraphExecDestroy) X(cuGetErrorName) X(cuGetErrorString) X(cuEventCreate) X(cuEventRecord) X(cuEventSynchronize)    \
+  X(cuEventElapsedTime) X(cuEventDestroy)
 #define BITNETC_CUDA_DRIVER_MEMBER(name) decltype(&::name) name = nullptr;
   BITNETC_CUDA_DRIVER_FUNCTIONS(BITNETC_CUDA_DRIVER_MEMBER)
 #undef BITNETC_CUDA_DRIVER_MEMBER

@@ -8,6 +8,7 @@
 #include <dlfcn.h>
 #include <ucontext.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
@@ -363,6 +364,20 @@ CUresult e_cuGraphLaunch(CUgraphExec e, CUstream s) {
 }
 CUresult e_cuGraphDestroy(CUgraph g) { return delete reinterpret_cast<Graph*>(g), CUDA_SUCCESS; }
 CUresult e_cuGraphExecDestroy(CUgraphExec e) { return delete reinterpret_cast<Graph*>(e), CUDA_SUCCESS; }
+struct Event {
+  std::chrono::steady_clock::time_point at;
+};
+CUresult e_cuEventCreate(CUevent* e, unsigned) { return *e = reinterpret_cast<CUevent>(new Event), CUDA_SUCCESS; }
+CUresult e_cuEventRecord(CUevent e, CUstream s) {
+  enqueue(s, [e] { reinterpret_cast<Event*>(e)->at = std::chrono::steady_clock::now(); });
+  return CUDA_SUCCESS;
+}
+CUresult e_cuEventSynchronize(CUevent) { return CUDA_SUCCESS; }
+CUresult e_cuEventElapsedTime(float* ms, CUevent a, CUevent b) {
+  *ms = std::chrono::duration<float, std::milli>(reinterpret_cast<Event*>(b)->at - reinterpret_cast<Event*>(a)->at).count();
+  return CUDA_SUCCESS;
+}
+CUresult e_cuEventDestroy(CUevent e) { return delete reinterpret_cast<Event*>(e), CUDA_SUCCESS; }
 CUresult e_cuGetErrorName(CUresult r, const char** s) { return *s = r == CUDA_SUCCESS ? "CUDA_SUCCESS" : "CUDA_ERROR (emulator)", CUDA_SUCCESS; }
 CUresult e_cuGetErrorString(CUresult, const char** s) { return *s = "emulated driver", CUDA_SUCCESS; }
 
