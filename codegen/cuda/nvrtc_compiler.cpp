@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <future>
+#include <map>
 #include <mutex>
 
 namespace bitnet::cuda {
@@ -107,12 +108,28 @@ KernelsSection build_kernels(const ir::Module& m, const std::vector<int>& sms) {
   for (int sm : sms) archs.push_back("sm_" + std::to_string(sm));
   archs.push_back("compute_" + std::to_string(*std::min_element(sms.begin(), sms.end())));
   section.options = nvrtc_options("<arch>");
+  // Models of one shape generate the same source (every weight format of a model, say): a process
+  // compiles each (source, architecture) once.
+  static std::mutex cache_mutex;
+  static std::map<std::pair<std::string, std::string>, std::vector<uint8_t>> cache;
   // Each architecture is an independent NVRTC program: compile them side by side.
   std::vector<std::future<NvrtcResult>> jobs;
-  for (const auto& arch : archs) jobs.push_back(std::async(std::launch::async, [&, arch] { return nvrtc_compile(section.source, arch, "bitnetc_kernels"); }));
+  for (const auto& arch : archs) {
+    jobs.push_back(std::async(std::launch::async, [&, arch] {
+      {
+        std::lock_guard<std::mutex> lock(cache_mutex);
+        if (auto it = cache.find({section.source, arch}); it != cache.end()) return NvrtcResult{true, "", it->second};
+      }
+      return nvrtc_compile(section.source, arch, "bitnetc_kernels");
+    }));
+  }
   for (size_t i = 0; i < archs.size(); ++i) {
     NvrtcResult r = jobs[i].get();
     if (!r.ok) fail("--target cuda: NVRTC failed to compile the generated kernels for {}:\n{}", archs[i], r.log);
+    {
+      std::lock_guard<std::mutex> lock(cache_mutex);
+      cache[{section.source, archs[i]}] = r.image;
+    }
     section.images.push_back({archs[i], archs[i].rfind("compute_", 0) == 0, std::move(r.image)});
   }
   return section;
