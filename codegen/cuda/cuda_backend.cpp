@@ -169,12 +169,15 @@ CudaStepExecutor::Impl::Impl(const std::string& where_, const ir::Module& module
   int64_t partial = 1;
   for (const auto& n : m.nodes) {
     if (n.op != ir::Op::Attend && n.op != ir::Op::Attention) continue;
-    partial = std::max(partial, kMaxGemvTokens * m.values[n.result].type.dims.back() * opt.attention_splits);
+    partial = std::max(partial, kMaxGemvTokens * m.values[n.result].type.dims.back() * std::min(opt.attention_splits, 64));
   }
   part_acc = alloc(static_cast<uint64_t>(partial) * 4, "attention partials");
   part_ml = alloc(static_cast<uint64_t>(partial) * 4 * 2, "attention partials");  // >= 2 per (head, split): d >= 32
-  counters = alloc(static_cast<uint64_t>(kMaxGemvTokens) * 1024 * 4, "attention counters");
-  ok(api.cuMemsetD8Async(counters, 0, static_cast<size_t>(kMaxGemvTokens) * 1024 * 4, stream), "cuMemsetD8Async");
+  int64_t kv_heads = 1;
+  for (const auto& n : m.nodes)
+    if (n.op == ir::Op::Attend || n.op == ir::Op::Attention) kv_heads = std::max(kv_heads, m.attr_int(n, "n_head_kv"));
+  counters = alloc(static_cast<uint64_t>(kMaxGemvTokens * kv_heads) * 4, "attention counters");
+  ok(api.cuMemsetD8Async(counters, 0, static_cast<size_t>(kMaxGemvTokens * kv_heads) * 4, stream), "cuMemsetD8Async");
   ok(api.cuStreamSynchronize(stream), "cuStreamSynchronize");
 }
 
@@ -411,7 +414,7 @@ void CudaStepExecutor::Impl::enqueue_ternary(size_t i, int64_t T, bool small) {
         a.x_sum = f32(norm.result);
       }
     }
-    launch(k.tiles[tile], blocks(pairs, 8), blocks(T, kTokenTiles[tile]), 1, 256, &a);
+    launch(k.tiles[tile], blocks(pairs, 8 * k.pairs_per_warp), blocks(T, kTokenTiles[tile]), 1, 256, &a);
     return;
   }
   Q8 q{};
@@ -426,7 +429,7 @@ void CudaStepExecutor::Impl::enqueue_ternary(size_t i, int64_t T, bool small) {
     q = q8(node.operands[0]);
   }
   a.q = q.q, a.q_mult = q.mult, a.q_sum = q.sum;
-  launch(k.main, blocks(pairs, 64), blocks(T, 64), 1, 256, &a);
+  launch(k.main, blocks(pairs, 16 * k.gemm_warps_n), blocks(T, 64), 1, static_cast<unsigned>(64 * k.gemm_warps_n), &a);
 }
 
 void CudaStepExecutor::Impl::enqueue_node(size_t i, int64_t T, bool small) {
@@ -483,8 +486,9 @@ void CudaStepExecutor::Impl::enqueue_node(size_t i, int64_t T, bool small) {
       a.part_acc = dptr<float>(part_acc), a.part_ml = dptr<float>(part_ml), a.counters = dptr<unsigned>(counters);
       a.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(n / heads)));
       a.n_ctx = static_cast<int>(n_ctx), a.T = static_cast<int>(T);
-      const int splits = small && kv_heads <= 1024 ? opt.attention_splits : 1;
-      launch(k.main, static_cast<unsigned>(splits), static_cast<unsigned>(kv_heads), tokens, 128, &a);
+      // At most 64 position ranges (the kernel's bound); the kernel uses fewer while the context is short.
+      const int splits = small ? std::min(opt.attention_splits, 64) : 1;
+      launch(k.main, static_cast<unsigned>(splits), static_cast<unsigned>(kv_heads), tokens, 256, &a);
       break;
     }
     case ir::Op::MatMul: {  // a matmul that is not the LM head (whose rows enqueue_logits chooses)

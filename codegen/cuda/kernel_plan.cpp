@@ -116,7 +116,10 @@ class Planner {
       out.main = add(fmt::format("tgemv_f32_{}_n{}_k{}", e.tag, n, k), "ternary_gemv_f32.cu.in", holes);
       return;
     }
-    out.main = add(fmt::format("tgemm_{}_n{}_k{}", e.tag, n, k), "ternary_gemm.cu.in", holes);
+    out.gemm_warps_n = n <= 4096 ? 2 : 4;
+    std::map<std::string, std::string> gemm_holes = holes;
+    gemm_holes["WARPS_N"] = str(out.gemm_warps_n);
+    out.main = add(fmt::format("tgemm_{}_n{}_k{}_w{}", e.tag, n, k, out.gemm_warps_n), "ternary_gemm.cu.in", gemm_holes);
     if (!q8_input) out.pre = norm_quant_kernel(k, false, false);
     std::string prologue_code;
     std::string prologue_tag;
@@ -136,14 +139,17 @@ class Planner {
       prologue_tag = "quant";
       prologue_code = fill_template(kernel_template("prologue_norm.cu.in"), {{"ADD", "false"}, {"NORM", "false"}, {"WHAT", "int8 quantization"}}, "prologue_norm");
     }
-    holes["PROLOGUE_NORM_W"] = out.fused_norm >= 0 ? "a.norm_w" : "nullptr";
+    // Wide matrices (the gate/up pair): two row pairs per warp halve the blocks, so all of them fit on
+    // the GPU at once instead of running a second, partial wave.
+    out.pairs_per_warp = e.pairs >= 4096 ? 2 : 1;
+    holes["PPW"] = str(out.pairs_per_warp);
     holes["PROLOGUE_KIND"] = prologue_tag;
     holes["PROLOGUE_CODE"] = prologue_code;
     for (size_t ti = 0; ti < kTokenTiles.size(); ++ti) {
       const int tt = kTokenTiles[ti];
       if (tt * k > kGemvSharedBytes) continue;
       holes["TT"] = str(tt);
-      out.tiles[ti] = add(fmt::format("tgemv_{}_n{}_k{}_{}_t{}", e.tag, n, k, prologue_tag, tt), "ternary_gemv.cu.in", holes);
+      out.tiles[ti] = add(fmt::format("tgemv_{}_n{}_k{}_{}_t{}_p{}", e.tag, n, k, prologue_tag, tt, out.pairs_per_warp), "ternary_gemv.cu.in", holes);
     }
   }
 

@@ -62,69 +62,87 @@ KFN float rms_scale(const float* x, const float* x_add, float* x_sum, int K, flo
   return 1.0f / sqrtf(static_cast<float>(ss / K) + eps);
 }
 
-// The quantizing norms run with 256 threads per block and keep a row in registers: thread i holds
-// elements i, i + 256, ... (PT of them).
-template <int K>
-struct RowSlice {
-  static constexpr int PT = (K + 255) / 256;
-};
-
-// This thread's elements of the norm weight, loaded once (before grid_dependency_wait: weights are
-// never written by a kernel).
-template <int K>
-KFN void load_row_slice(const float* w, float (&out)[RowSlice<K>::PT]) {
-#pragma unroll
-  for (int j = 0; j < RowSlice<K>::PT; ++j) {
-    const int i = threadIdx.x + 256 * j;
-    out[j] = w != nullptr && i < K ? w[i] : 0.0f;
-  }
+// Sums and maxima over the GT threads (GT / 32 warps) of one group of a block; every thread of the
+// group gets the result. `red` is __shared__ scratch of blockDim / 32 entries used by this one
+// reduction (a kernel gives each reduction its own, so one barrier suffices). All threads of the block
+// must call it (it synchronises the block).
+template <int GT>
+KFN double group_sum_d(double v, double* red) {
+  v = warp_sum_d(v);
+  if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = v;
+  __syncthreads();
+  const int first = (threadIdx.x / GT) * (GT / 32);
+  double r = 0;
+  for (int w = 0; w < GT / 32; ++w) r += red[first + w];
+  return r;
+}
+template <int GT>
+KFN double group_max_d(double v, double* red) {
+  v = warp_max_d(v);
+  if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = v;
+  __syncthreads();
+  const int first = (threadIdx.x / GT) * (GT / 32);
+  double r = red[first];
+  for (int w = 1; w < GT / 32; ++w) r = fmax_d(r, red[first + w]);
+  return r;
+}
+template <int GT>
+KFN int group_sum_i(int v, int* red) {
+  v = warp_sum_i(v);
+  if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = v;
+  __syncthreads();
+  const int first = (threadIdx.x / GT) * (GT / 32);
+  int r = 0;
+  for (int w = 0; w < GT / 32; ++w) r += red[first + w];
+  return r;
 }
 
-// One token row [K] through (ADD: x + x_add ->) (NORM: rmsnorm with weight w, this thread's slice ->)
-// BitNet's activation quantization (spec 4.9): absmax in double from 1e-5, a = float(127 / absmax),
-// q = clamp(rint(y * a)), a NaN giving 0. Writes q[0..K), the multiplier a and the sum of the q (the
-// GEMMs' zero-point term); with ADD, x + x_add to x_sum when given. The same arithmetic as codegen/ref,
-// so the bytes are identical; every one of the block's 256 threads calls it.
-template <int K, bool ADD, bool NORM>
-KFN void norm_quant_row(const float* x, const float* x_add, const float (&w)[RowSlice<K>::PT], float eps, float* x_sum, i8* q,
-                        float* mult_out, int* sum_out, double* red_d, int* red_i) {
-  constexpr int PT = RowSlice<K>::PT;
-  float y[PT];
-  double ss = 0;
-#pragma unroll
-  for (int j = 0; j < PT; ++j) {
-    const int i = threadIdx.x + 256 * j;
-    y[j] = 0.0f;
-    if (i < K) {
-      y[j] = ADD ? x[i] + x_add[i] : x[i];
-      if (ADD && x_sum) x_sum[i] = y[j];
-      ss += static_cast<double>(y[j]) * static_cast<double>(y[j]);
-    }
-  }
+struct NormScratch {  // __shared__, one entry per warp for each of the three reductions
+  double ss[32], amax[32];
+  int qsum[32];
+};
+
+// One token row [K] through (ADD: x + x_add ->) (NORM: rmsnorm with weight w ->) BitNet's activation
+// quantization (spec 4.9): the sum of squares in double (exact products), scale = 1 / sqrt(float(mean) +
+// eps), y = v * scale * w in f32, absmax in double from 1e-5, a = float(127 / absmax), q = clamp(rint(y *
+// a)), a NaN giving 0 -- codegen/ref's arithmetic, so the bytes are ref's. Computed by a group of GT
+// threads (the block has 256 / GT groups, one token each, all reducing at once); the row is read three
+// times (the second and third from L1). Writes q[0..K), the multiplier a and the sum of the q (the GEMMs'
+// zero-point term); with ADD, x + x_add to x_sum when given. Every thread of the block calls it.
+template <int K, int GT, bool ADD, bool NORM>
+KFN void norm_quant_row(const float* x, const float* x_add, const float* w, float eps, float* x_sum, i8* q, float* mult_out, int* sum_out,
+                        NormScratch& red) {
+  const int rank = threadIdx.x % GT;
+  float scale = 1.0f;
   if (NORM) {
-    ss = block_sum_d(ss, red_d);
-    const float scale = 1.0f / sqrtf(static_cast<float>(ss / K) + eps);
-#pragma unroll
-    for (int j = 0; j < PT; ++j) y[j] = y[j] * scale * w[j];
+    double ss = 0;
+    for (int i = rank; i < K; i += GT) {
+      const float v = ADD ? x[i] + x_add[i] : x[i];
+      if (ADD && x_sum) x_sum[i] = v;
+      ss += static_cast<double>(v) * static_cast<double>(v);
+    }
+    ss = group_sum_d<GT>(ss, red.ss);
+    scale = 1.0f / sqrtf(static_cast<float>(ss / K) + eps);
   }
   double amax = 1e-5;
-#pragma unroll
-  for (int j = 0; j < PT; ++j) amax = fmax_d(amax, static_cast<double>(fabsf(y[j])));  // padding elements are 0
-  amax = block_max_d(amax, red_d);
+  for (int i = rank; i < K; i += GT) {
+    const float v = ADD ? x[i] + x_add[i] : x[i];
+    const float y = NORM ? v * scale * w[i] : v;
+    amax = fmax_d(amax, static_cast<double>(fabsf(y)));
+  }
+  amax = group_max_d<GT>(amax, red.amax);
   const float a = static_cast<float>(127.0 / amax);
   int sum = 0;
-#pragma unroll
-  for (int j = 0; j < PT; ++j) {
-    const int i = threadIdx.x + 256 * j;
-    if (i < K) {
-      const float r = rintf(y[j] * a);
-      const int qi = r != r ? 0 : static_cast<int>(fmin_f(fmax_f(r, -128.0f), 127.0f));
-      q[i] = static_cast<i8>(qi);
-      sum += qi;
-    }
+  for (int i = rank; i < K; i += GT) {
+    const float v = ADD ? x[i] + x_add[i] : x[i];
+    const float y = NORM ? v * scale * w[i] : v;
+    const float r = rintf(y * a);
+    const int qi = r != r ? 0 : static_cast<int>(fmin_f(fmax_f(r, -128.0f), 127.0f));
+    q[i] = static_cast<i8>(qi);
+    sum += qi;
   }
-  sum = block_sum_i(sum, red_i);
-  if (threadIdx.x == 0) {
+  sum = group_sum_i<GT>(sum, red.qsum);
+  if (rank == 0) {
     *mult_out = a;
     *sum_out = sum;
   }
