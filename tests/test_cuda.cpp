@@ -250,6 +250,9 @@ TEST_CASE("cuda: every generated kernel compiles with NVRTC and a clean log", "[
   }
   for (const auto& [name, m] : modules) {
     const cuda::ModulePlan plan = cuda::plan_module(m);
+    // Int8 models decode a token with the persistent step kernel; float mode (verification) op by op.
+    INFO(name << ": " << plan.step_refusal);
+    CHECK(plan.step_kernel.empty() == (name.find("none") != std::string::npos));
     const std::string source = cuda::generate_source(plan.kernels, cuda::Flavor::Device);
     for (std::string arch : {"sm_90", "compute_90"}) {
       DYNAMIC_SECTION(name << " " << arch) {
@@ -260,7 +263,8 @@ TEST_CASE("cuda: every generated kernel compiles with NVRTC and a clean log", "[
         CHECK(!r.image.empty());
         if (arch == "compute_90") {
           const std::string ptx(r.image.begin(), r.image.end());
-          for (const auto& k : plan.kernels) CHECK(ptx.find(".entry " + k.name + "(") != std::string::npos);
+          for (const auto& k : plan.kernels)
+            if (k.entry) CHECK(ptx.find(".entry " + k.name + "(") != std::string::npos);
         }
       }
     }
@@ -327,14 +331,20 @@ TEST_CASE("cuda: the executor on the host emulator stays within the stated bound
         cuda::CudaOptions options;
         options.driver = emulator_for(bundle, tmp);
         options.attention_splits = 4;
-        std::vector<float> rows[2];
-        for (int graphs = 0; graphs < 2; ++graphs) {
-          options.graphs = graphs == 1;
+        // Eager, graphs, and decode op by op instead of the persistent step kernel (int8 models): the
+        // same kernels' arithmetic, so the same bits.
+        std::vector<float> rows[3];
+        for (int v = 0; v < 3; ++v) {
+          options.graphs = v == 1;
+          options.persistent = v != 2;
           CudaModel c = open_cuda(bundle, 64, 1, options);
-          rows[graphs] = prompt_then_decode([&](auto& ids, auto& pos, auto& seq) { return c.step(ids, pos, seq); });
-          if (graphs) CHECK(c.exec->graphs_captured() == 1);
+          rows[v] = prompt_then_decode([&](auto& ids, auto& pos, auto& seq) { return c.step(ids, pos, seq); });
+          if (v == 1) CHECK(c.exec->graphs_captured() == 1);
+          INFO(c.exec->describe());
+          CHECK(c.exec->step_blocks() == (mode == "none" || v == 2 ? 0 : 4));  // the emulator's 4 multiprocessors
         }
         CHECK(rows[0] == rows[1]);
+        CHECK(rows[0] == rows[2]);
         const Diff d = compare(ref, rows[1]);
         INFO("max|d| " << d.max_abs << " cosine " << d.cosine);
         // The synthetic models' random weights condition int8 mode worse: the x86 backend is 0.35 from
@@ -358,19 +368,128 @@ TEST_CASE("cuda: emulated attention over a context split in ranges merges to ref
       const std::string bundle = compile_for(gguf, "cuda", mode, tmp);
       cuda::CudaOptions options;
       options.driver = emulator_for(bundle, tmp);
-      std::vector<float> rows[2];
-      for (int graphs = 0; graphs < 2; ++graphs) {
-        options.graphs = graphs == 1;
+      std::vector<float> rows[3];
+      for (int v = 0; v < 3; ++v) {  // eager, graphs, op by op instead of the step kernel
+        options.graphs = v == 1;
+        options.persistent = v != 2;
         CudaModel c = open_cuda(bundle, 256, 1, options);
-        rows[graphs] = prompt_then_decode([&](auto& ids, auto& pos, auto& seq) { return c.step(ids, pos, seq); }, 140);
+        rows[v] = prompt_then_decode([&](auto& ids, auto& pos, auto& seq) { return c.step(ids, pos, seq); }, 140);
       }
       CHECK(rows[0] == rows[1]);
+      CHECK(rows[0] == rows[2]);
       const Diff d = compare(ref, rows[1]);
       INFO("max|d| " << d.max_abs << " cosine " << d.cosine);
       CHECK(d.max_abs <= (mode == "none" ? 1e-3 : 0.35));
       CHECK(d.cosine >= (mode == "none" ? 0.9999999 : 0.9995));
     }
   }
+}
+
+namespace {
+
+// The persistent step kernel's grid barrier (common.cuh) in a kernel of its own: every block of a
+// cooperative launch passes a row to its neighbour each round, blocks reaching the barrier at different
+// times (b % 4 extra __syncthreads); `skip_wait` leaves the wait out, `extra` waits for arrivals that
+// never come. Returns the rows after every round.
+const char* kRingKernel = R"(
+struct RingArgs {
+  unsigned* barrier;
+  int* data;  // [rounds + 1][blocks][256]
+  int rounds, skip_wait, extra;
+};
+extern "C" __global__ void __launch_bounds__(256) ring(const RingArgs a) {
+  GridBarrier bar{a.barrier, gridDim.x + a.extra, 0u};
+  const int n = gridDim.x, b = blockIdx.x, t = threadIdx.x;
+  for (int r = 0; r < a.rounds; ++r) {
+    for (int k = 0; k < b % 4; ++k) __syncthreads();
+    if (!a.skip_wait) grid_wait(bar);
+    a.data[((r + 1) * n + b) * 256 + t] = a.data[(r * n + (b + 1) % n) * 256 + t] + 1 + b;
+    grid_arrive(bar);
+  }
+}
+KERNEL_ENTRY(ring, RingArgs)
+)";
+
+std::vector<int> run_ring(const cuda::DriverApi& api, const std::vector<uint8_t>& image, int blocks, int rounds, int skip_wait, int extra) {
+  auto check = [&](CUresult r, const char* what) { cuda::check(api, r, "ring", what); };
+  CUdevice dev = 0;
+  CUcontext ctx = nullptr;
+  check(api.cuDeviceGet(&dev, 0), "cuDeviceGet");
+  check(api.cuDevicePrimaryCtxRetain(&ctx, dev), "cuDevicePrimaryCtxRetain");
+  check(api.cuCtxSetCurrent(ctx), "cuCtxSetCurrent");
+  CUmodule module = nullptr;
+  CUfunction f = nullptr;
+  check(api.cuModuleLoadDataEx(&module, image.data(), 0, nullptr, nullptr), "cuModuleLoadDataEx");
+  check(api.cuModuleGetFunction(&f, module, "ring"), "cuModuleGetFunction");
+  const size_t n = static_cast<size_t>(rounds + 1) * blocks * 256;
+  std::vector<int> data(n, 0);
+  for (int b = 0; b < blocks; ++b)
+    for (int t = 0; t < 256; ++t) data[b * 256 + t] = b * 1000 + t;
+  CUdeviceptr d = 0, bar = 0;
+  check(api.cuMemAlloc(&d, n * 4), "cuMemAlloc");
+  check(api.cuMemAlloc(&bar, 4), "cuMemAlloc");
+  check(api.cuMemcpyHtoD(d, data.data(), n * 4), "cuMemcpyHtoD");
+  unsigned zero = 0;
+  check(api.cuMemcpyHtoD(bar, &zero, 4), "cuMemcpyHtoD");
+  struct {
+    unsigned* barrier;
+    int* data;
+    int rounds, skip_wait, extra;
+  } args{reinterpret_cast<unsigned*>(bar), reinterpret_cast<int*>(d), rounds, skip_wait, extra};
+  void* params[] = {&args};
+  CUlaunchAttribute attr{};
+  attr.id = CU_LAUNCH_ATTRIBUTE_COOPERATIVE;
+  attr.value.cooperative = 1;
+  CUlaunchConfig config{};
+  config.gridDimX = static_cast<unsigned>(blocks), config.gridDimY = 1, config.gridDimZ = 1;
+  config.blockDimX = 256, config.blockDimY = 1, config.blockDimZ = 1;
+  config.attrs = &attr;
+  config.numAttrs = 1;
+  std::string error;
+  try {
+    check(api.cuLaunchKernelEx(&config, f, params, nullptr), "cuLaunchKernelEx");
+    check(api.cuCtxSynchronize(), "cuCtxSynchronize");
+    check(api.cuMemcpyDtoHAsync(data.data(), d, n * 4, nullptr), "cuMemcpyDtoHAsync");
+    check(api.cuCtxSynchronize(), "cuCtxSynchronize");
+  } catch (const Error& e) {
+    error = e.what();
+  }
+  api.cuMemFree(d);
+  api.cuMemFree(bar);
+  api.cuModuleUnload(module);
+  api.cuDevicePrimaryCtxRelease(dev);
+  if (!error.empty()) fail("{}", error);
+  return data;
+}
+
+// What the ring computes when every round sees the whole previous one.
+std::vector<int> ring_expected(int blocks, int rounds) {
+  std::vector<int> data(static_cast<size_t>(rounds + 1) * blocks * 256);
+  for (int b = 0; b < blocks; ++b)
+    for (int t = 0; t < 256; ++t) data[b * 256 + t] = b * 1000 + t;
+  for (int r = 0; r < rounds; ++r)
+    for (int b = 0; b < blocks; ++b)
+      for (int t = 0; t < 256; ++t) data[((r + 1) * blocks + b) * 256 + t] = data[(r * blocks + (b + 1) % blocks) * 256 + t] + 1 + b;
+  return data;
+}
+
+}  // namespace
+
+TEST_CASE("cuda: the grid barrier orders the rounds of a cooperative launch on the emulator", "[cuda]") {
+  if (!emulator_usable()) return;
+  TempDir tmp("cudaring");
+  const std::string source = cuda::generate_source({}, cuda::Flavor::Host) + kRingKernel;
+  const auto api = cuda::emu::host_driver(cuda::emu::build_kernel_library(source, tmp.path.string(), BITNETC_HOST_CXX));
+  int sms = 0;
+  api->cuDeviceGetAttribute(&sms, CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT, 0);
+  REQUIRE(sms >= 3);
+  CHECK(run_ring(*api, {}, sms, 12, 0, 0) == ring_expected(sms, 12));
+  // The test can fail: without the wait, blocks read rows their neighbours have not written yet.
+  CHECK(run_ring(*api, {}, sms, 12, 1, 0) != ring_expected(sms, 12));
+  // A barrier that cannot complete is reported, not a hang.
+  CHECK_THROWS_WITH(run_ring(*api, {}, sms, 2, 0, 1), Catch::Contains("deadlocked"));
+  // Only as many blocks as the emulated GPU holds at once.
+  CHECK_THROWS(run_ring(*api, {}, sms + 1, 1, 0, 0));
 }
 
 TEST_CASE("cuda: emulated batched sequences give each the logits it gets alone", "[cuda]") {
@@ -399,6 +518,18 @@ TEST_CASE("cuda: emulated batched sequences give each the logits it gets alone",
 
 // ------------------------------------------------------------------------------------------------------
 // On a GPU.
+
+TEST_CASE("cuda gpu: the grid barrier orders 500 rounds across every multiprocessor", "[cuda][gpu]") {
+  if (!have_nvrtc()) return;
+  auto api = gpu();
+  if (!api) return;
+  const auto r = cuda::nvrtc_compile(cuda::generate_source({}, cuda::Flavor::Device) + kRingKernel, "sm_90", "ring");
+  INFO(r.log);
+  REQUIRE(r.ok);
+  int sms = 0;
+  api->cuDeviceGetAttribute(&sms, CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT, 0);
+  CHECK(run_ring(*api, r.image, sms, 500, 0, 0) == ring_expected(sms, 500));
+}
 
 TEST_CASE("cuda gpu: parity with the HuggingFace goldens", "[cuda][gpu]") {
   if (!have_nvrtc() || !gpu()) return;
@@ -467,18 +598,21 @@ TEST_CASE("cuda gpu: ref bounds, graph replay against eager launches, PDL agains
           const std::string gguf = shared_testdata("golden/" + model + "/model-tq2_0.gguf");
           const std::vector<float> ref = ref_rows(compile_for(gguf, "ref", mode, tmp), prompt);
           const std::string bundle = compile_for(gguf, "cuda", mode, tmp);
-          std::vector<float> runs[3];
-          for (int v = 0; v < 3; ++v) {  // graphs + PDL, eager + PDL, eager without PDL
+          std::vector<float> runs[4];
+          for (int v = 0; v < 4; ++v) {  // graphs + PDL, eager + PDL, eager without PDL, graphs without the step kernel
             cuda::CudaOptions options;
-            options.graphs = v == 0;
+            options.graphs = v == 0 || v == 3;
             options.pdl = v != 2;
+            options.persistent = v != 3;
             CudaModel c = open_cuda(bundle, 256, 1, options);
             runs[v] = prompt_then_decode([&](auto& ids, auto& pos, auto& seq) { return c.step(ids, pos, seq); }, prompt);
             INFO(c.exec->describe());
-            if (v == 0) CHECK(c.exec->graphs_captured() == 1);
+            if (v == 0 || v == 3) CHECK(c.exec->graphs_captured() == 1);
+            CHECK((c.exec->step_blocks() > 0) == (mode == "int8_token" && v != 3));
           }
           CHECK(runs[0] == runs[1]);
           CHECK(runs[1] == runs[2]);
+          CHECK(runs[0] == runs[3]);
           const Diff d = compare(ref, runs[0]);
           INFO("max|d| " << d.max_abs << " cosine " << d.cosine);
           CHECK(d.max_abs <= (mode == "none" ? 1e-3 : 0.35));
@@ -565,11 +699,13 @@ TEST_CASE("cuda bench: batched decode, graphs on and off, first-token time, devi
            {"engine_device_mb", c.exec->device_bytes() / 1e6}, {"device_used_delta_mb", (free0 - free1) / 1e6},
            {"device_used_total_mb", (total - free1) / 1e6}, {"device", c.exec->describe()}});
   }
-  for (int batch : {1, 2, 4, 8, 16, 32}) {
-    for (bool graphs : {true, false}) {
-      if (!graphs && batch > 1) continue;
+  for (int batch : {1, 2, 4, 8, 16, 32, 64}) {
+    for (int variant = 0; variant < 3; ++variant) {  // graphs; graphs without the step kernel; neither
+      if (variant > 0 && batch > 1) continue;
+      const bool graphs = variant < 2;
       cuda::CudaOptions options = cuda::cuda_options_from_env();
       options.graphs = graphs;
+      if (variant > 0) options.persistent = false;
       CudaModel c = open_cuda(path, 1024, batch, options);
       std::vector<int32_t> ids, pos, seq;
       for (int s = 0; s < batch; ++s)
@@ -585,7 +721,7 @@ TEST_CASE("cuda bench: batched decode, graphs on and off, first-token time, devi
       }
       double sum = 0;
       for (double v : step_ms) sum += v;
-      print({{"test", "decode"}, {"batch", batch}, {"graphs", graphs}, {"context", "256..392"}, {"step_ms_median", median(step_ms)},
+      print({{"test", "decode"}, {"batch", batch}, {"graphs", graphs}, {"step_kernel_blocks", c.exec->step_blocks()}, {"context", "256..392"}, {"step_ms_median", median(step_ms)},
              {"tok_s", batch * 1e3 * step_ms.size() / sum}, {"device", c.exec->describe()}});
     }
   }

@@ -38,6 +38,8 @@ CudaOptions cuda_options_from_env() {
   o.graphs = flag("BITNETC_CUDA_GRAPHS", o.graphs);
   o.pdl = flag("BITNETC_CUDA_PDL", o.pdl);
   if (const char* v = std::getenv("BITNETC_CUDA_SPLITS"); v && *v) o.attention_splits = std::max(1, std::atoi(v));
+  o.persistent = flag("BITNETC_CUDA_PERSISTENT", o.persistent);
+  if (const char* v = std::getenv("BITNETC_CUDA_STEP_BLOCKS"); v && *v) o.step_blocks = std::max(0, std::atoi(v));
   o.profile = flag("BITNETC_CUDA_PROFILE", o.profile);
   return o;
 }
@@ -53,6 +55,7 @@ struct CudaStepExecutor::Impl {
   void upload_weights();
   void plan_arena();
   void build_rope_tables();
+  void setup_step_kernel();
   void ok(CUresult r, const std::string& what) const { check(api, r, where + ": target cuda", what); }
 
   // --- steps
@@ -61,7 +64,12 @@ struct CudaStepExecutor::Impl {
   void enqueue_node(size_t i, int64_t T, bool small);
   void enqueue_ternary(size_t i, int64_t T, bool small);
   void enqueue_logits(int64_t T, int64_t first_row, int64_t rows);
-  void launch(const std::string& kernel, unsigned gx, unsigned gy, unsigned gz, unsigned threads, const void* args);
+  template <class Args>
+  void launch(const std::string& kernel, unsigned gx, unsigned gy, unsigned gz, unsigned threads, const Args* args) {
+    launch_raw(kernel, gx, gy, gz, threads, args, sizeof(Args));
+  }
+  void launch_raw(const std::string& kernel, unsigned gx, unsigned gy, unsigned gz, unsigned threads, const void* args, size_t args_size);
+  void enqueue_step_kernel();
   CUgraphExec graph_for(int64_t T, Logits mode);
 
   // --- buffers
@@ -118,10 +126,23 @@ struct CudaStepExecutor::Impl {
   // BITNETC_CUDA_PROFILE: an event before each node of a step; per (op, kernel, tokens) the summed time.
   std::vector<CUevent> events;
   std::vector<std::string> event_labels;
-  std::map<std::string, std::pair<double, int64_t>> profile;
+  std::map<std::string, std::pair<double, int64_t>> profile, phase_profile;
   std::string last_kernel;
   void profile_step(size_t n_events);
   void print_profile() const;
+
+  // The persistent step kernel (steps of one token): its phase table is recorded once, by running
+  // enqueue_node for every op with `recording` set, so each phase gets exactly its kernel's arguments.
+  CUfunction step_fn = nullptr;
+  unsigned step_blocks = 0;  // 0: no step kernel
+  bool recording = false;
+  size_t recording_node = 0;
+  std::vector<Phase> phases;
+  std::vector<std::string> phase_labels;
+  CUdeviceptr phases_dev = 0, barrier_dev = 0, times_dev = 0;
+  std::vector<unsigned long long> times_host;
+  std::string step_note;
+  bool profiled_step_kernel = false;  // profiling: the step just enqueued ran the step kernel
 
   std::map<std::pair<int64_t, int>, CUgraphExec> graphs;
   bool capturing = false, pdl_in_graphs = true;
@@ -179,6 +200,41 @@ CudaStepExecutor::Impl::Impl(const std::string& where_, const ir::Module& module
   counters = alloc(static_cast<uint64_t>(kMaxGemvTokens * kv_heads) * 4, "attention counters");
   ok(api.cuMemsetD8Async(counters, 0, static_cast<size_t>(kMaxGemvTokens * kv_heads) * 4, stream), "cuMemsetD8Async");
   ok(api.cuStreamSynchronize(stream), "cuStreamSynchronize");
+  setup_step_kernel();
+}
+
+// The step kernel's blocks (all resident at once: its grid barriers need them to be) and phase table.
+void CudaStepExecutor::Impl::setup_step_kernel() {
+  if (plan.step_kernel.empty() || !opt.persistent) {
+    if (opt.persistent) step_note = "no persistent decode step: " + plan.step_refusal;
+    return;
+  }
+  static_assert(sizeof(Phase) == 256, "args.h: a Phase is 256 bytes");
+  const CUfunction f = functions.at(plan.step_kernel);
+  if (plan.step_smem > 48 * 1024) ok(api.cuFuncSetAttribute(f, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, plan.step_smem), "cuFuncSetAttribute");
+  int per_sm = 0, sms = 0;
+  ok(api.cuOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, f, 256, static_cast<size_t>(plan.step_smem)), "cuOccupancyMaxActiveBlocksPerMultiprocessor");
+  ok(api.cuDeviceGetAttribute(&sms, CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT, device), "cuDeviceGetAttribute");
+  // One block per SM: more would only add arrivals to every barrier (the phases' work is sized for one).
+  unsigned blocks = static_cast<unsigned>(std::max(0, sms) * std::min(per_sm, 1));
+  if (opt.step_blocks > 0) blocks = std::min(blocks * static_cast<unsigned>(std::max(per_sm, 1)), static_cast<unsigned>(opt.step_blocks));
+  if (blocks == 0) {
+    step_note = "no persistent decode step: its kernel does not fit on a multiprocessor";
+    return;
+  }
+  recording = true;
+  for (size_t i = 0; i < m.nodes.size(); ++i) {
+    if (static_cast<int>(i) == lm_head) continue;
+    recording_node = i;
+    enqueue_node(i, 1, true);
+  }
+  recording = false;
+  phases_dev = alloc(phases.size() * sizeof(Phase), "the decode step's phases");
+  ok(api.cuMemcpyHtoD(phases_dev, phases.data(), phases.size() * sizeof(Phase)), "cuMemcpyHtoD (phases)");
+  barrier_dev = alloc(4, "the grid barrier");
+  times_dev = alloc((phases.size() + 1) * 8, "phase times");
+  step_fn = f;
+  step_blocks = blocks;
 }
 
 CudaStepExecutor::Impl::~Impl() {
@@ -234,6 +290,7 @@ void CudaStepExecutor::Impl::load_module(std::span<const uint8_t> bytes) {
     fail("{}: target cuda: loading the {} kernels ({}): {}{}{}", where, image->arch, image->ptx ? "PTX" : "cubin", name ? name : "error", *log ? ": " : "", log);
   }
   for (const KernelSpec& k : plan.kernels) {
+    if (!k.entry) continue;
     CUfunction f = nullptr;
     if (api.cuModuleGetFunction(&f, module, k.name.c_str()) != CUDA_SUCCESS) {
       fail("{}: no kernel {} (the bundle was compiled by another version of bitnetc: recompile it)", section_where, k.name);
@@ -346,9 +403,21 @@ void CudaStepExecutor::Impl::build_rope_tables() {
   }
 }
 
-void CudaStepExecutor::Impl::launch(const std::string& kernel, unsigned gx, unsigned gy, unsigned gz, unsigned threads, const void* args) {
+void CudaStepExecutor::Impl::launch_raw(const std::string& kernel, unsigned gx, unsigned gy, unsigned gz, unsigned threads, const void* args,
+                                        size_t args_size) {
   const auto it = functions.find(kernel);
   if (it == functions.end()) fail("internal: {}: target cuda: kernel {} was not planned", where, kernel);
+  if (recording) {  // a phase of the step kernel instead of a launch
+    const ir::Node& node = m.nodes[recording_node];
+    const int kind = plan.nodes[recording_node].phase;
+    if (kind < 0 || args_size > sizeof(Phase::bytes)) fail("internal: {}: target cuda: op '{}' has no phase", where, ir::op_info(node.op).text);
+    Phase p{};
+    p.kind = kind;
+    std::memcpy(p.bytes, args, args_size);
+    phases.push_back(p);
+    phase_labels.push_back(fmt::format("{:<18} {} (phase)", ir::op_info(node.op).text, kernel));
+    return;
+  }
   void* params[] = {const_cast<void*>(args)};
   last_kernel = kernel;
   if (opt.pdl && !opt.profile && (!capturing || pdl_in_graphs)) {
@@ -488,6 +557,7 @@ void CudaStepExecutor::Impl::enqueue_node(size_t i, int64_t T, bool small) {
       a.n_ctx = static_cast<int>(n_ctx), a.T = static_cast<int>(T);
       // At most 64 position ranges (the kernel's bound); the kernel uses fewer while the context is short.
       const int splits = small ? std::min(opt.attention_splits, 64) : 1;
+      a.splits = splits;
       launch(k.main, static_cast<unsigned>(splits), static_cast<unsigned>(kv_heads), tokens, 256, &a);
       break;
     }
@@ -565,11 +635,17 @@ void CudaStepExecutor::Impl::enqueue_step(int64_t T, Logits mode) {
     ok(api.cuEventRecord(events[n_events++], stream), "cuEventRecord");
   };
   mark("");
-  for (size_t i = 0; i < m.nodes.size(); ++i) {
-    if (static_cast<int>(i) == lm_head) continue;
-    last_kernel.clear();
-    enqueue_node(i, T, small);
-    if (!last_kernel.empty()) mark(fmt::format("{:<18} {} (T={})", ir::op_info(m.nodes[i].op).text, last_kernel, T));
+  if (T == 1 && step_blocks) {
+    enqueue_step_kernel();
+    profiled_step_kernel = opt.profile && !capturing;
+    mark(fmt::format("{:<18} {} (T=1, {} phases)", "decode step", plan.step_kernel, phases.size()));
+  } else {
+    for (size_t i = 0; i < m.nodes.size(); ++i) {
+      if (static_cast<int>(i) == lm_head) continue;
+      last_kernel.clear();
+      enqueue_node(i, T, small);
+      if (!last_kernel.empty()) mark(fmt::format("{:<18} {} (T={})", ir::op_info(m.nodes[i].op).text, last_kernel, T));
+    }
   }
   if (mode == Logits::Last) enqueue_logits(T, T - 1, 1);
   if (mode == Logits::All && T <= kMaxGemvTokens) enqueue_logits(T, 0, T);
@@ -577,9 +653,42 @@ void CudaStepExecutor::Impl::enqueue_step(int64_t T, Logits mode) {
   if (opt.profile && !capturing) profile_step(n_events);
 }
 
+// The step kernel: its barrier counter zeroed, then one cooperative launch (no PDL: it waits for nothing
+// but the copies before it, and the attribute pair is not one every driver takes).
+void CudaStepExecutor::Impl::enqueue_step_kernel() {
+  ok(api.cuMemsetD8Async(barrier_dev, 0, 4, stream), "cuMemsetD8Async (grid barrier)");
+  StepArgs a{dptr<const Phase>(phases_dev), static_cast<int>(phases.size()), dptr<unsigned>(barrier_dev),
+             opt.profile && !capturing ? dptr<unsigned long long>(times_dev) : nullptr};
+  void* params[] = {&a};
+  CUlaunchAttribute attr{};
+  attr.id = CU_LAUNCH_ATTRIBUTE_COOPERATIVE;
+  attr.value.cooperative = 1;
+  CUlaunchConfig config{};
+  config.gridDimX = step_blocks, config.gridDimY = 1, config.gridDimZ = 1;
+  config.blockDimX = 256, config.blockDimY = 1, config.blockDimZ = 1;
+  config.sharedMemBytes = static_cast<unsigned>(plan.step_smem);
+  config.hStream = stream;
+  config.attrs = &attr;
+  config.numAttrs = 1;
+  ok(api.cuLaunchKernelEx(&config, step_fn, params, nullptr), "launching " + plan.step_kernel);
+  last_kernel = plan.step_kernel;
+}
+
 void CudaStepExecutor::Impl::profile_step(size_t n_events) {
   if (n_events < 2) return;
   ok(api.cuEventSynchronize(events[n_events - 1]), "cuEventSynchronize");
+  if (profiled_step_kernel) {
+    profiled_step_kernel = false;
+    // Per phase: from block 0 starting it to block 0 starting the next (its barrier wait included).
+    times_host.resize(phases.size() + 1);
+    ok(api.cuMemcpyDtoHAsync(times_host.data(), times_dev, times_host.size() * 8, stream), "cuMemcpyDtoHAsync (phase times)");
+    ok(api.cuStreamSynchronize(stream), "cuStreamSynchronize");
+    for (size_t i = 0; i < phases.size(); ++i) {
+      auto& slot = phase_profile[phase_labels[i]];
+      slot.first += static_cast<double>(times_host[i + 1] - times_host[i]) * 1e-6;
+      ++slot.second;
+    }
+  }
   for (size_t i = 1; i < n_events; ++i) {
     float ms = 0;
     ok(api.cuEventElapsedTime(&ms, events[i - 1], events[i]), "cuEventElapsedTime");
@@ -597,6 +706,16 @@ void CudaStepExecutor::Impl::print_profile() const {
   std::fprintf(stderr, "cuda profile (%s, eager launches without PDL): %.3f ms in all\n", device_name.c_str(), total);
   for (const auto& [label, t] : rows) {
     std::fprintf(stderr, "  %9.3f ms %5.1f%% %7lld x %8.1f us  %s\n", t.first, 100 * t.first / total, static_cast<long long>(t.second),
+                 1e3 * t.first / static_cast<double>(t.second), label.c_str());
+  }
+  if (phase_profile.empty()) return;
+  double phases_total = 0;
+  for (const auto& [label, t] : phase_profile) phases_total += t.first;
+  std::vector<std::pair<std::string, std::pair<double, int64_t>>> prows(phase_profile.begin(), phase_profile.end());
+  std::sort(prows.begin(), prows.end(), [](const auto& a, const auto& b) { return a.second.first > b.second.first; });
+  std::fprintf(stderr, "cuda profile of the persistent decode step's phases (block 0's clock, barrier waits included): %.3f ms in all\n", phases_total);
+  for (const auto& [label, t] : prows) {
+    std::fprintf(stderr, "  %9.3f ms %5.1f%% %7lld x %8.1f us  %s\n", t.first, 100 * t.first / phases_total, static_cast<long long>(t.second),
                  1e3 * t.first / static_cast<double>(t.second), label.c_str());
   }
 }
@@ -632,6 +751,12 @@ CUgraphExec CudaStepExecutor::Impl::graph_for(int64_t T, Logits mode) {
     if (attempt == 0 && opt.pdl && pdl_in_graphs) {  // some drivers refuse programmatic launches in graphs
       pdl_in_graphs = false;
       graph_note = "graphs without PDL (" + error + ")";
+      continue;
+    }
+    if (T == 1 && step_blocks) {  // nor cooperative launches, perhaps: decode op by op
+      step_blocks = 0;
+      step_note = "no persistent decode step (" + error + ")";
+      attempt = -1;
       continue;
     }
     fail("{}: target cuda: capturing the step of {} tokens as a CUDA graph: {}", where, T, error);
@@ -689,6 +814,8 @@ std::string CudaStepExecutor::describe() const {
   std::string d = fmt::format("{}, {} {}", s.device_name, s.image_arch, s.image_ptx ? "PTX (JIT)" : "cubin");
   if (s.opt.graphs) d += ", graphs";
   if (s.opt.pdl) d += ", PDL";
+  if (s.step_blocks) d += fmt::format(", persistent decode step ({} blocks)", s.step_blocks);
+  if (!s.step_note.empty()) d += ", " + s.step_note;
   if (!s.graph_note.empty()) d += " (" + s.graph_note + ")";
   if (s.api.emulated) d += ", " + s.api.description;
   return d;
@@ -696,5 +823,6 @@ std::string CudaStepExecutor::describe() const {
 
 uint64_t CudaStepExecutor::device_bytes() const { return impl_->allocated; }
 int CudaStepExecutor::graphs_captured() const { return static_cast<int>(impl_->graphs.size()); }
+int CudaStepExecutor::step_blocks() const { return static_cast<int>(impl_->step_blocks); }
 
 }  // namespace bitnet::cuda

@@ -5,7 +5,9 @@
 // model runs with float activations, as the x86 backend); activations are planned into one device arena.
 // A step of up to kMaxGemvTokens tokens (decode, batched decode) is captured once per token count as a
 // CUDA graph (inputs copied in, every kernel, logits copied out) and replayed; kernels are chained with
-// programmatic dependent launch, so each one's weight loads overlap the previous kernel's tail.
+// programmatic dependent launch, so each one's weight loads overlap the previous kernel's tail. A step of
+// one token (decode) runs everything before the LM head as one persistent cooperative kernel instead
+// (kernels/step_t1.cu.in): the ops are its phases, separated by grid barriers.
 #pragma once
 
 #include "codegen/backend.h"
@@ -27,13 +29,15 @@ struct CudaOptions {
   bool pdl = true;                 // programmatic dependent launch between consecutive kernels
   int max_step_tokens = 512;       // longer steps run in slices of this many tokens (bounds the arena)
   int attention_splits = 32;       // position ranges per (token, KV head) in steps of <= kMaxGemvTokens tokens
+  bool persistent = true;          // steps of one token as one persistent kernel (when the plan has one)
+  int step_blocks = 0;             // its blocks (0: as many as the GPU holds at once)
   bool profile = false;            // time every op (eager launches, no PDL) and print a table to stderr at exit
   int device = 0;
   std::shared_ptr<const DriverApi> driver;  // null: libcuda.so.1 (tests pass the host emulator)
 };
 
 // Overrides from the environment for experiments: BITNETC_CUDA_GRAPHS=0, BITNETC_CUDA_PDL=0,
-// BITNETC_CUDA_SPLITS=N, BITNETC_CUDA_PROFILE=1.
+// BITNETC_CUDA_SPLITS=N, BITNETC_CUDA_PERSISTENT=0, BITNETC_CUDA_STEP_BLOCKS=N, BITNETC_CUDA_PROFILE=1.
 CudaOptions cuda_options_from_env();
 
 class CudaStepExecutor : public StepExecutor {
@@ -44,9 +48,10 @@ class CudaStepExecutor : public StepExecutor {
   ~CudaStepExecutor() override;
   std::span<const float> run(const StepInputs& inputs) override;
 
-  std::string describe() const;     // "NVIDIA H100 80GB HBM3, sm_90 cubin, graphs, PDL"
+  std::string describe() const;     // "NVIDIA H100 80GB HBM3, sm_90 cubin, graphs, PDL, persistent decode step (132 blocks)"
   uint64_t device_bytes() const;    // what this executor allocated on the device
   int graphs_captured() const;
+  int step_blocks() const;          // the persistent step kernel's blocks, 0 when steps of one token run op by op
 
  private:
   struct Impl;

@@ -21,7 +21,7 @@ struct DriverApi {
   X(cuStreamCreate) X(cuStreamDestroy) X(cuStreamSynchronize) X(cuLaunchKernel) X(cuLaunchKernelEx)                   \
   X(cuStreamBeginCapture) X(cuStreamEndCapture) X(cuGraphInstantiate) X(cuGraphLaunch) X(cuGraphDestroy)             \
   X(cuGraphExecDestroy) X(cuGetErrorName) X(cuGetErrorString) X(cuEventCreate) X(cuEventRecord) X(cuEventSynchronize)    \
-  X(cuEventElapsedTime) X(cuEventDestroy)
+  X(cuEventElapsedTime) X(cuEventDestroy) X(cuOccupancyMaxActiveBlocksPerMultiprocessor)
 #define BITNETC_CUDA_DRIVER_MEMBER(name) decltype(&::name) name = nullptr;
   BITNETC_CUDA_DRIVER_FUNCTIONS(BITNETC_CUDA_DRIVER_MEMBER)
 #undef BITNETC_CUDA_DRIVER_MEMBER

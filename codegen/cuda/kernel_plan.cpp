@@ -27,6 +27,7 @@ class Planner {
   ModulePlan run() {
     find_fusions();
     for (size_t i = 0; i < m_.nodes.size(); ++i) plan_node(i);
+    plan_step();
     return std::move(plan_);
   }
 
@@ -57,11 +58,84 @@ class Planner {
            m_.weights[n.weights[0]].type.dtype == ir::DType::T2;
   }
 
-  const std::string& add(const std::string& name, const std::string& file, std::map<std::string, std::string> holes) {
+  const std::string& add(const std::string& name, const std::string& file, std::map<std::string, std::string> holes, bool entry = true) {
     for (const auto& k : plan_.kernels)
       if (k.name == name) return k.name;
-    plan_.kernels.push_back({name, file, std::move(holes)});
+    plan_.kernels.push_back({name, file, std::move(holes), entry});
     return plan_.kernels.back().name;
+  }
+
+  // The persistent step kernel, when every op of a one-token step has a phase function: the op's main
+  // kernel's template provides it (`phase` in its namespace), the ternary GEMVs have their own.
+  static constexpr int64_t kNormScratchBytes = 32 * 8 * 2 + 32 * 4;  // common.cuh NormScratch
+  static constexpr int64_t kPhaseBytes = 256;                        // args.h Phase
+  void plan_step() {
+    struct Kind {
+      std::string ns, member;
+    };
+    std::vector<Kind> kinds;
+    int64_t smem = 0;
+    std::vector<int> phase(m_.nodes.size(), -1);
+    for (size_t i = 0; i < m_.nodes.size(); ++i) {
+      const ir::Node& node = m_.nodes[i];
+      const NodeKernels& k = plan_.nodes[i];
+      std::string ns, member;
+      int64_t bytes = 0;
+      switch (node.op) {
+        case ir::Op::Embed: ns = k.main, member = "embed"; break;
+        case ir::Op::RmsNorm: ns = k.main, member = "norm", bytes = 32 * 8; break;
+        case ir::Op::RmsNormQuant:
+        case ir::Op::AddRmsNormQuant:
+          if (k.fused_into >= 0) continue;
+          ns = k.main, member = "norm", bytes = kNormScratchBytes;
+          break;
+        case ir::Op::BitLinear:
+        case ir::Op::BitLinearGlu:
+        case ir::Op::QkvRopeCache:
+          if (!phase_specs_.count(i)) {
+            plan_.step_refusal = fmt::format("{} has float activations", where(node));
+            return;
+          }
+          ns = phase_specs_.at(i), member = "ternary", bytes = phase_smem_.at(i);
+          break;
+        case ir::Op::Attend: {
+          const int64_t heads = m_.attr_int(node, "n_head"), kv_heads = m_.attr_int(node, "n_head_kv"), g = heads / kv_heads;
+          const int64_t d = width(node.result) / heads;
+          ns = k.main, member = "attend", bytes = (8 * g * 2 + 8 * g * d + 64 * g * 2) * 4 + 4;
+          break;
+        }
+        case ir::Op::Scale:
+        case ir::Op::AddBias:
+        case ir::Op::Add:
+        case ir::Op::Mul:
+        case ir::Op::Relu2:
+        case ir::Op::Silu:
+        case ir::Op::Slice:
+          ns = k.main, member = "eltwise";
+          break;
+        case ir::Op::MatMul:
+          if (node.result == m_.output) continue;  // the LM head: its own kernel after the step kernel
+          [[fallthrough]];
+        default:
+          plan_.step_refusal = fmt::format("{} has no phase", where(node));
+          return;
+      }
+      int kind = 0;
+      while (kind < static_cast<int>(kinds.size()) && kinds[kind].ns != ns) ++kind;
+      if (kind == static_cast<int>(kinds.size())) kinds.push_back({ns, member});
+      phase[i] = kind;
+      smem = std::max(smem, bytes);
+    }
+    std::string cases, checks;
+    for (size_t c = 0; c < kinds.size(); ++c) {
+      cases += fmt::format("      case {}: k_{}::phase(ph.{}, bar, scratch); break;\n", c, kinds[c].ns, kinds[c].member);
+      checks += fmt::format("static_assert(sizeof(k_{}::Scratch) <= SCRATCH, \"the planner's shared memory bound\");\n", kinds[c].ns);
+    }
+    if (!cases.empty()) cases.pop_back();
+    if (!checks.empty()) checks.pop_back();
+    plan_.step_smem = static_cast<int>((kPhaseBytes + smem + 127) / 128 * 128);
+    plan_.step_kernel = add("decode_step_t1", "step_t1.cu.in", {{"SMEM", str(plan_.step_smem)}, {"CASES", cases}, {"CHECKS", checks}});
+    for (size_t i = 0; i < m_.nodes.size(); ++i) plan_.nodes[i].phase = phase[i];
   }
 
   std::string kv_type() const { return plan_.kv_f32 ? "float" : "u16"; }
@@ -142,6 +216,18 @@ class Planner {
     // Wide matrices (the gate/up pair): two row pairs per warp halve the blocks, so all of them fit on
     // the GPU at once instead of running a second, partial wave.
     out.pairs_per_warp = e.pairs >= 4096 ? 2 : 1;
+    {  // the persistent step kernel's phase: U pairs per warp so that one turn covers the matrix on an
+       // H100 (132 SMs of 8 warps), at most ~80 registers of weights per lane
+      const int64_t wpl = (k / 16 + 31) / 32;
+      const int64_t u = std::clamp<int64_t>((e.pairs + 1055) / 1056, 1, std::max<int64_t>(1, 40 / wpl));
+      const int code = out.prologue == Prologue::Q8 ? 0 : out.prologue == Prologue::Quant ? 1 : out.prologue == Prologue::Norm ? 2 : 3;
+      std::map<std::string, std::string> phase_holes = holes;
+      phase_holes["U"] = str(u);
+      phase_holes["PROLOGUE"] = str(code);
+      phase_holes["PROLOGUE_KIND"] = prologue_tag;
+      phase_specs_[i] = add(fmt::format("tgemv1_{}_n{}_k{}_{}_u{}", e.tag, n, k, prologue_tag, u), "ternary_gemv_t1.cu.in", phase_holes, false);
+      phase_smem_[i] = k + 8 + kNormScratchBytes;
+    }
     holes["PPW"] = str(out.pairs_per_warp);
     holes["PROLOGUE_KIND"] = prologue_tag;
     holes["PROLOGUE_CODE"] = prologue_code;
@@ -257,6 +343,8 @@ class Planner {
   const ir::Module& m_;
   ModulePlan plan_;
   std::vector<int> consumers_;
+  std::map<size_t, std::string> phase_specs_;  // int8 ternary node -> its step-kernel phase (ternary_gemv_t1.cu.in)
+  std::map<size_t, int64_t> phase_smem_;
 };
 
 }  // namespace

@@ -5,7 +5,8 @@
 // Steps of at most kMaxGemvTokens tokens (decode, batched decode) run the ternary matmuls as GEMVs whose
 // prologue computes the (add_)rmsnorm_quant right before them (the q8 value never reaches memory; one
 // kernel per BitLinear); longer steps (prefill) run that norm as its own kernel and the matmul on the
-// int8 tensor cores.
+// int8 tensor cores. A step of one token can instead run as one persistent kernel whose phases are the
+// same ops (step_t1.cu.in).
 #pragma once
 
 #include "ir/ir.h"
@@ -22,6 +23,7 @@ struct KernelSpec {
   std::string name;  // the kernel's C identifier; unique per (template, holes)
   std::string template_file;
   std::map<std::string, std::string> holes;
+  bool entry = true;  // false: device functions only (a phase of the persistent step kernel), no kernel
 };
 
 inline constexpr int kMaxGemvTokens = 8;
@@ -40,12 +42,18 @@ struct NodeKernels {
   int gemm_warps_n = 4;             // ternary GEMM: warps across the rows (block of 64 x WARPS_N threads)
   int fused_into = -1;              // (add_)rmsnorm_quant: the GEMV node that computes it in small steps
   bool float_activations = false;   // act_quant none: f32 input, float GEMV for every step size
+  int phase = -1;                   // the persistent step kernel's phase function (its switch case) for this op; -1: none
 };
 
 struct ModulePlan {
   std::vector<NodeKernels> nodes;   // per module node
   std::vector<KernelSpec> kernels;  // every distinct kernel, in first-use order
   bool kv_f32 = false;              // float activations anywhere: an f32 KV cache (as the x86 backend)
+  // Decode steps of one token as one persistent kernel (step_t1.cu.in) when every op has a phase (int8
+  // activations; the LM head runs after it as its own kernel); "" otherwise.
+  std::string step_kernel;
+  int step_smem = 0;                // its dynamic shared memory
+  std::string step_refusal;         // why there is no step kernel
 };
 
 // Throws bitnet::Error naming the op when the CUDA backend cannot run it (float BitLinear weights,

@@ -103,7 +103,8 @@ KernelsSection build_kernels(const ir::Module& m, const std::vector<int>& sms) {
   KernelsSection section;
   section.nvrtc_version = nvrtc_version();
   section.source = generate_source(plan.kernels, Flavor::Device);
-  for (const auto& k : plan.kernels) section.kernels.push_back(k.name);
+  for (const auto& k : plan.kernels)
+    if (k.entry) section.kernels.push_back(k.name);
   std::vector<std::string> archs;
   for (int sm : sms) archs.push_back("sm_" + std::to_string(sm));
   archs.push_back("compute_" + std::to_string(*std::min_element(sms.begin(), sms.end())));

@@ -86,31 +86,40 @@ struct Stream {
   Graph* capture = nullptr;
 };
 
-// Runs the blocks of one launch; each thread of a block is a fiber with its own stack.
+// The emulated GPU's multiprocessors (one block each at a time): a cooperative launch gets this many
+// blocks, enough for a grid barrier among several blocks and for uneven shares of a phase's work.
+constexpr unsigned kSms = 4;
+
+// Runs the blocks of one launch; each thread of a block is a fiber with its own stack. Blocks run one
+// after another, or, for a cooperative launch (whose blocks may wait for each other at a grid barrier),
+// all at once: then a fiber spinning on memory (spin_pause) lets the others run, and passes in which
+// every fiber that ran only spun are counted as a deadlock (a barrier nobody can complete) after a while.
 class BlockRunner {
  public:
-  void run(const Function& f, void** params, EmuDim3 grid, EmuDim3 block) {
+  void run(const Function& f, void** params, EmuDim3 grid, EmuDim3 block, unsigned shared_bytes, bool cooperative) {
     if (block.y != 1 || block.z != 1) fail("emulator: {}: only 1-D blocks", f.name);
     const unsigned n = block.x;
     if (n == 0 || n % 32 != 0 || n > 1024) fail("emulator: {}: {} threads per block", f.name, n);
     function_ = &f;
     params_ = params;
-    fibers_.resize(n);
-    while (stacks_.size() < n) stacks_.push_back(std::unique_ptr<char[]>(new char[kStack]));
-    slots_.assign(n, 0);
-    mma_.assign(static_cast<size_t>(n) * 10, 0);
+    std::vector<EmuDim3> all;
     for (unsigned z = 0; z < grid.z; ++z)
       for (unsigned y = 0; y < grid.y; ++y)
-        for (unsigned x = 0; x < grid.x; ++x) run_block({x, y, z}, grid, block);
+        for (unsigned x = 0; x < grid.x; ++x) all.push_back({x, y, z});
+    const size_t group = cooperative ? all.size() : 1;
+    for (size_t b = 0; b < all.size(); b += group) run_blocks(std::vector<EmuDim3>(all.begin() + b, all.begin() + b + group), grid, block, shared_bytes);
   }
 
   EmuThread* current() { return &fibers_[current_].thread; }
 
   void sync_block() {
     Fiber& f = fibers_[current_];
+    const size_t b = current_ / threads_;
     f.state = kAtBlockBarrier;
-    if (++block_waiting_ == live_) {
-      release(kAtBlockBarrier, -1);
+    ++progress_;
+    if (++block_waiting_[b] == block_live_[b]) {
+      release(kAtBlockBarrier, b * threads_, threads_);
+      block_waiting_[b] = 0;
     } else {
       switch_context(f.ctx, scheduler_);
     }
@@ -118,13 +127,20 @@ class BlockRunner {
 
   void sync_warp() {
     Fiber& f = fibers_[current_];
-    const int w = static_cast<int>(current_ / 32);
+    const size_t w = current_ / 32;
     f.state = kAtWarpBarrier;
+    ++progress_;
     if (++warp_waiting_[w] == warp_live_[w]) {
-      release(kAtWarpBarrier, w);
+      release(kAtWarpBarrier, w * 32, 32);
+      warp_waiting_[w] = 0;
     } else {
       switch_context(f.ctx, scheduler_);
     }
+  }
+
+  void yield() {
+    ++spins_;
+    switch_context(fibers_[current_].ctx, scheduler_);
   }
 
  private:
@@ -135,16 +151,11 @@ class BlockRunner {
     State state;
   };
   static constexpr size_t kStack = 256 * 1024;
+  static constexpr int kIdlePasses = 10000;
 
-  void release(State barrier, int warp) {
-    for (size_t i = 0; i < fibers_.size(); ++i) {
-      if (fibers_[i].state == barrier && (warp < 0 || static_cast<int>(i / 32) == warp)) fibers_[i].state = kRunnable;
-    }
-    if (warp < 0) {
-      block_waiting_ = 0;
-    } else {
-      warp_waiting_[warp] = 0;
-    }
+  void release(State barrier, size_t first, size_t count) {
+    for (size_t i = first; i < first + count; ++i)
+      if (fibers_[i].state == barrier) fibers_[i].state = kRunnable;
   }
 
   static void fiber_main();
@@ -175,50 +186,75 @@ class BlockRunner {
   void finish_current() {
     Fiber& f = fibers_[current_];
     f.state = kDone;
-    --live_;
-    const int w = static_cast<int>(current_ / 32);
+    ++progress_;
+    const size_t b = current_ / threads_, w = current_ / 32;
+    --block_live_[b];
     --warp_live_[w];
-    if (block_waiting_ > 0 && block_waiting_ == live_) release(kAtBlockBarrier, -1);
-    if (warp_waiting_[w] > 0 && warp_waiting_[w] == warp_live_[w]) release(kAtWarpBarrier, w);
+    if (block_waiting_[b] > 0 && block_waiting_[b] == block_live_[b]) {
+      release(kAtBlockBarrier, b * threads_, threads_);
+      block_waiting_[b] = 0;
+    }
+    if (warp_waiting_[w] > 0 && warp_waiting_[w] == warp_live_[w]) {
+      release(kAtWarpBarrier, w * 32, 32);
+      warp_waiting_[w] = 0;
+    }
   }
 
-  void run_block(EmuDim3 block_idx, EmuDim3 grid, EmuDim3 block) {
-    const size_t n = fibers_.size();
-    live_ = static_cast<int>(n);
-    block_waiting_ = 0;
+  void run_blocks(const std::vector<EmuDim3>& blocks, EmuDim3 grid, EmuDim3 block, unsigned shared_bytes) {
+    threads_ = block.x;
+    const size_t n = blocks.size() * threads_;
+    fibers_.resize(n);
+    while (stacks_.size() < n) stacks_.push_back(std::unique_ptr<char[]>(new char[kStack]));
+    slots_.assign(n, 0);
+    mma_.assign(n * 10, 0);
+    shared_.assign(blocks.size() * ((shared_bytes + 15) / 16 + 1), uint4_t{});
+    block_live_.assign(blocks.size(), static_cast<int>(threads_));
+    block_waiting_.assign(blocks.size(), 0);
     warp_live_.assign(n / 32, 32);
     warp_waiting_.assign(n / 32, 0);
     for (size_t i = 0; i < n; ++i) {
       Fiber& f = fibers_[i];
-      f.thread = {{static_cast<unsigned>(i), 0, 0}, block_idx, block, grid, slots_.data() + (i / 32) * 32, mma_.data() + (i / 32) * 320};
+      const size_t b = i / threads_;
+      char* shared = shared_bytes ? reinterpret_cast<char*>(shared_.data() + b * ((shared_bytes + 15) / 16 + 1)) : nullptr;
+      f.thread = {{static_cast<unsigned>(i % threads_), 0, 0}, blocks[b], block, grid, slots_.data() + (i / 32) * 32, mma_.data() + (i / 32) * 320, shared};
       f.state = kRunnable;
       make_fiber(f.ctx, stacks_[i].get());
     }
-    size_t done = 0;
-    while (done < n) {
+    int idle = 0;
+    for (;;) {
       bool ran = false;
+      const uint64_t progress = progress_, spins = spins_;
       for (size_t i = 0; i < n; ++i) {
         if (fibers_[i].state != kRunnable) continue;
         current_ = i;
         switch_context(scheduler_, fibers_[i].ctx);
         ran = true;
       }
-      done = 0;
+      size_t done = 0;
       for (const auto& f : fibers_) done += f.state == kDone;
-      if (!ran && done < n) fail("emulator: {}: block ({}, {}, {}) deadlocked: its threads wait at different barriers", function_->name, block_idx.x, block_idx.y, block_idx.z);
+      if (done == n) break;
+      const EmuDim3 first = blocks.front();
+      if (!ran) fail("emulator: {}: block ({}, {}, {}) deadlocked: its threads wait at different barriers", function_->name, first.x, first.y, first.z);
+      idle = progress_ == progress && spins_ > spins ? idle + 1 : 0;
+      if (idle > kIdlePasses) fail("emulator: {}: deadlocked: {} blocks spin on memory nobody changes (a grid barrier that cannot complete)", function_->name, blocks.size());
     }
   }
 
+  struct uint4_t {
+    alignas(16) unsigned char bytes[16];
+  };
   const Function* function_ = nullptr;
   void** params_ = nullptr;
+  size_t threads_ = 0;
   std::vector<Fiber> fibers_;
   std::vector<std::unique_ptr<char[]>> stacks_;
   std::vector<unsigned long long> slots_;
   std::vector<int> mma_;
+  std::vector<uint4_t> shared_;
   Context scheduler_{};
   size_t current_ = 0;
-  int live_ = 0, block_waiting_ = 0;
-  std::vector<int> warp_live_, warp_waiting_;
+  uint64_t progress_ = 0, spins_ = 0;
+  std::vector<int> block_live_, block_waiting_, warp_live_, warp_waiting_;
 };
 
 struct State {
@@ -244,6 +280,10 @@ void BlockRunner::fiber_main() {
 EmuThread* hook_current() { return state().runner.current(); }
 void hook_sync_block() { state().runner.sync_block(); }
 void hook_sync_warp() { state().runner.sync_warp(); }
+void hook_yield() { state().runner.yield(); }
+unsigned long long hook_now_ns() {
+  return static_cast<unsigned long long>(std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch()).count());
+}
 
 void enqueue(CUstream s, std::function<void()> op) {
   Stream* stream = reinterpret_cast<Stream*>(s);
@@ -254,12 +294,13 @@ void enqueue(CUstream s, std::function<void()> op) {
   }
 }
 
-CUresult launch(CUfunction f, EmuDim3 grid, EmuDim3 block, CUstream stream, void** params) {
+CUresult launch(CUfunction f, EmuDim3 grid, EmuDim3 block, unsigned shared_bytes, bool cooperative, CUstream stream, void** params) {
   const Function* fn = reinterpret_cast<const Function*>(f);
+  if (cooperative && grid.x * grid.y * grid.z > kSms) return CUDA_ERROR_COOPERATIVE_LAUNCH_TOO_LARGE;
   auto args = std::make_shared<std::vector<unsigned char>>(static_cast<const unsigned char*>(params[0]), static_cast<const unsigned char*>(params[0]) + fn->args_size);
-  enqueue(stream, [fn, args, grid, block] {
+  enqueue(stream, [fn, args, grid, block, shared_bytes, cooperative] {
     void* p[] = {args->data()};
-    state().runner.run(*fn, p, grid, block);
+    state().runner.run(*fn, p, grid, block, shared_bytes, cooperative);
   });
   return CUDA_SUCCESS;
 }
@@ -274,7 +315,7 @@ CUresult e_cuDeviceGetName(char* name, int len, CUdevice) {
   return CUDA_SUCCESS;
 }
 CUresult e_cuDeviceGetAttribute(int* v, CUdevice_attribute a, CUdevice) {
-  *v = a == CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR ? 9 : a == CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT ? 1 : 0;
+  *v = a == CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR ? 9 : a == CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT ? static_cast<int>(kSms) : 0;
   return CUDA_SUCCESS;
 }
 CUresult e_cuDevicePrimaryCtxRetain(CUcontext* c, CUdevice) { return *c = reinterpret_cast<CUcontext>(&state()), CUDA_SUCCESS; }
@@ -334,12 +375,16 @@ CUresult e_cuMemcpyDtoHAsync(void* h, CUdeviceptr d, size_t n, CUstream s) {
 CUresult e_cuStreamCreate(CUstream* s, unsigned) { return *s = reinterpret_cast<CUstream>(new Stream), CUDA_SUCCESS; }
 CUresult e_cuStreamDestroy(CUstream s) { return delete reinterpret_cast<Stream*>(s), CUDA_SUCCESS; }
 CUresult e_cuStreamSynchronize(CUstream) { return CUDA_SUCCESS; }
-CUresult e_cuLaunchKernel(CUfunction f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz, unsigned, CUstream s, void** params, void**) {
-  return launch(f, {gx, gy, gz}, {bx, by, bz}, s, params);
+CUresult e_cuLaunchKernel(CUfunction f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz, unsigned shared, CUstream s, void** params, void**) {
+  return launch(f, {gx, gy, gz}, {bx, by, bz}, shared, false, s, params);
 }
 CUresult e_cuLaunchKernelEx(const CUlaunchConfig* c, CUfunction f, void** params, void**) {
-  return launch(f, {c->gridDimX, c->gridDimY, c->gridDimZ}, {c->blockDimX, c->blockDimY, c->blockDimZ}, c->hStream, params);
+  bool cooperative = false;
+  for (unsigned i = 0; i < c->numAttrs; ++i)
+    if (c->attrs[i].id == CU_LAUNCH_ATTRIBUTE_COOPERATIVE && c->attrs[i].value.cooperative) cooperative = true;
+  return launch(f, {c->gridDimX, c->gridDimY, c->gridDimZ}, {c->blockDimX, c->blockDimY, c->blockDimZ}, c->sharedMemBytes, cooperative, c->hStream, params);
 }
+CUresult e_cuOccupancyMaxActiveBlocksPerMultiprocessor(int* n, CUfunction, int, size_t) { return *n = 1, CUDA_SUCCESS; }
 CUresult e_cuStreamBeginCapture(CUstream s, CUstreamCaptureMode) {
   Stream* stream = reinterpret_cast<Stream*>(s);
   if (stream->capture) return CUDA_ERROR_ILLEGAL_STATE;
@@ -405,7 +450,7 @@ std::string build_kernel_library(const std::string& source, const std::string& d
 std::shared_ptr<const DriverApi> host_driver(const std::string& library) {
   State& s = state();
   s.library = library;
-  s.hooks = {hook_current, hook_sync_block, hook_sync_warp};
+  s.hooks = {hook_current, hook_sync_block, hook_sync_warp, hook_yield, hook_now_ns};
   auto api = std::make_shared<DriverApi>();
 #define BITNETC_EMU_BIND(name) api->name = e_##name;
   BITNETC_CUDA_DRIVER_FUNCTIONS(BITNETC_EMU_BIND)

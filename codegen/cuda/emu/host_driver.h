@@ -2,7 +2,8 @@
 // GPU: "device" memory is host memory, a stream runs its work at once (or records it while a graph is
 // captured), and a kernel launch runs the host-compiled flavor of the bundle's generated kernels
 // (kernel_source.h, Flavor::Host) with every CUDA thread of a block as a fiber: __syncthreads, warp
-// shuffles and mma are real exchange points between those fibers, blocks run one after another. It checks
+// shuffles and mma are real exchange points between those fibers, blocks run one after another (all at
+// once for a cooperative launch, whose blocks may wait for each other at a grid barrier). It checks
 // the kernels' indexing, synchronisation and arithmetic against codegen/ref end to end; it says nothing
 // about speed or about the GPU's memory model.
 #pragma once

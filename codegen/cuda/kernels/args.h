@@ -61,6 +61,7 @@ struct AttendArgs {
   float scale;             // 1 / sqrt(d)
   int n_ctx;
   int T;
+  int splits;              // position ranges per (token, KV head): the kernel's grid x, the step kernel's items
 };
 
 struct KvWriteArgs {
@@ -99,4 +100,25 @@ struct RopeArgs {
   const float* rope_cos;
   const float* rope_sin;
   int T;
+};
+
+// One phase of the persistent decode step (step_t1.cu.in): which phase function (the step kernel's
+// switch), and the arguments the op's own kernel would get. 256 bytes, so a block copies it in one go.
+struct alignas(16) Phase {
+  int kind;
+  union {
+    TernaryArgs ternary;
+    AttendArgs attend;
+    EmbedArgs embed;
+    NormArgs norm;
+    EltwiseArgs eltwise;
+    char bytes[240];
+  };
+};
+
+struct StepArgs {
+  const Phase* phases;
+  int n_phases;
+  unsigned* barrier;              // the grid barrier's counter, zeroed before each launch
+  unsigned long long* times;      // profiling: when block 0 starts each phase (ns), else null
 };

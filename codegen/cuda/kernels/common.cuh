@@ -147,3 +147,85 @@ KFN void norm_quant_row(const float* x, const float* x_add, const float* w, floa
     *sum_out = sum;
   }
 }
+
+// norm_quant_row for one token row and the whole block (256 threads), the row held in registers: read
+// once (bypassing L1: in the persistent step kernel the row was written by other blocks), then reduced
+// three times. Thread i takes elements i, i + 256, ... in that order and the reductions are group_*<256>,
+// so the bytes are exactly norm_quant_row<K, 256, ...>'s.
+template <int K, bool ADD, bool NORM>
+KFN void norm_quant_regs(const float* x, const float* x_add, const float* w, float eps, float* x_sum, i8* q, float* mult_out, int* sum_out,
+                         NormScratch& red) {
+  constexpr int PER = (K + 255) / 256;
+  float v[PER];
+  double ss = 0;
+#pragma unroll
+  for (int j = 0; j < PER; ++j) {
+    const int i = threadIdx.x + 256 * j;
+    v[j] = 0.0f;
+    if (i < K) v[j] = ADD ? load_bypass_l1(x + i) + load_bypass_l1(x_add + i) : load_bypass_l1(x + i);
+  }
+#pragma unroll
+  for (int j = 0; j < PER; ++j) {
+    const int i = threadIdx.x + 256 * j;
+    if (i >= K) continue;
+    if (ADD && x_sum) x_sum[i] = v[j];
+    ss += static_cast<double>(v[j]) * static_cast<double>(v[j]);
+  }
+  float scale = 1.0f;
+  if (NORM) {
+    ss = group_sum_d<256>(ss, red.ss);
+    scale = 1.0f / sqrtf(static_cast<float>(ss / K) + eps);
+  }
+  double amax = 1e-5;
+#pragma unroll
+  for (int j = 0; j < PER; ++j) {
+    const int i = threadIdx.x + 256 * j;
+    if (i >= K) continue;
+    v[j] = NORM ? v[j] * scale * w[i] : v[j];
+    amax = fmax_d(amax, static_cast<double>(fabsf(v[j])));
+  }
+  amax = group_max_d<256>(amax, red.amax);
+  const float a = static_cast<float>(127.0 / amax);
+  int sum = 0;
+#pragma unroll
+  for (int j = 0; j < PER; ++j) {
+    const int i = threadIdx.x + 256 * j;
+    if (i >= K) continue;
+    const float r = rintf(v[j] * a);
+    const int qi = r != r ? 0 : static_cast<int>(fmin_f(fmax_f(r, -128.0f), 127.0f));
+    q[i] = static_cast<i8>(qi);
+    sum += qi;
+  }
+  sum = group_sum_i<256>(sum, red.qsum);
+  if (threadIdx.x == 0) {
+    *mult_out = a;
+    *sum_out = sum;
+  }
+}
+
+// The persistent step kernel's barrier across its blocks (all co-resident: a cooperative launch). A
+// phase loads what does not depend on earlier phases (weights), then waits, computes, and arrives; the
+// counter only grows (the executor zeroes it before each launch), so the n-th wait is for n * blocks
+// arrivals. Arrival: the block's threads are done (__syncthreads), thread 0 makes their writes visible
+// at GPU scope (fence) and counts itself. Waiting: thread 0 acquires the count, the block follows it.
+struct GridBarrier {
+  u32* count;
+  u32 blocks;
+  u32 arrived;  // this block's arrivals so far
+};
+KFN void grid_arrive(GridBarrier& b) {
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    memory_fence();
+    atomic_add(b.count, 1u);
+  }
+  ++b.arrived;
+}
+KFN void grid_wait(GridBarrier& b) {
+  if (threadIdx.x == 0) {
+    const u32 target = b.arrived * b.blocks;
+    while (load_acquire(b.count) < target) spin_pause();
+    memory_fence();
+  }
+  __syncthreads();
+}

@@ -52,6 +52,26 @@ KFN void allow_dependent_launch() {
 }
 
 KFN float load_bypass_l1(const float* p) { return __ldcg(p); }
+KFN int load_bypass_l1(const int* p) { return __ldcg(p); }
+KFN uint4 load_bypass_l1(const uint4* p) { return __ldcg(p); }
+
+// The persistent step kernel's grid barrier (common.cuh): an acquire load of the arrival counter, a pause
+// while spinning (none: the wait is short and latency is what counts), and its dynamic shared memory.
+KFN u32 load_acquire(const u32* p) {
+  u32 v;
+  asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
+  return v;
+}
+KFN void spin_pause() {}
+KFN char* dynamic_shared() {
+  extern __shared__ __align__(16) char dynamic_smem[];
+  return dynamic_smem;
+}
+KFN unsigned long long global_timer_ns() {
+  unsigned long long t;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+  return t;
+}
 KFN u32 atomic_add(u32* p, u32 v) { return atomicAdd(p, v); }
 KFN void memory_fence() { __threadfence(); }
 KFN float fmin_f(float a, float b) { return fminf(a, b); }

@@ -1,6 +1,7 @@
 // The host-emulator flavor of prelude_device.cuh: the same names, implemented in plain C++ for kernels
 // compiled by the host compiler and run by codegen/cuda/emu/ (every CUDA thread a fiber, blocks one after
-// another). Only for tests: it checks the kernels' logic, indexing and synchronisation, not their speed.
+// another, or all at once for a cooperative launch). Only for tests: it checks the kernels' logic,
+// indexing and synchronisation, not their speed.
 #include <math.h>
 
 #include <cmath>
@@ -129,6 +130,13 @@ static inline void mma_s8_16832(int (&d)[4], const int (&a)[4], u32 b0, u32 b1) 
 static inline void grid_dependency_wait() {}
 static inline void allow_dependent_launch() {}
 static inline float load_bypass_l1(const float* p) { return *p; }
+static inline int load_bypass_l1(const int* p) { return *p; }
+static inline uint4 load_bypass_l1(const uint4* p) { return *p; }
+static inline u32 load_acquire(const u32* p) { return *p; }
+// A spinning thread lets the other fibers (the other blocks of a cooperative launch) run.
+static inline void spin_pause() { emu_hooks->yield(); }
+static inline char* dynamic_shared() { return emu_hooks->current()->shared; }
+static inline unsigned long long global_timer_ns() { return emu_hooks->now_ns(); }
 static inline u32 atomic_add(u32* p, u32 v) {  // fibers of one OS thread: no concurrent access
   const u32 old = *p;
   *p = old + v;
