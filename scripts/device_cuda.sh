@@ -74,18 +74,23 @@ run() {
   if [ -n "${BUILD_ONLY:-}" ]; then echo "status $status"; return $status; fi
 
   # Correctness on the GPU: parity with the HF goldens, graphs = eager = no PDL, batches of 8 and 16.
-  step gpu_tests 150 build-device/tests/bitnetc_tests "[gpu]" -d yes
+  step gpu_tests 300 build-device/tests/bitnetc_tests "[gpu]" -d yes
 
   # Speed on the 2B4T shape: llama-bench style with bitnet-run bench, then batched decode, graphs on and off,
   # time to first token and device memory at a 4096 context.
   local model=/tmp/bitnetc-2b4t.gguf bundle=/tmp/bitnetc-2b4t.bundle
   step synth 60 build-device/tools/bitnetc synth --shape 2b4t --type i2_s -o "$model" --vocab tests/data/llama3-vocab.gguf
   step compile 90 build-device/tools/bitnetc compile "$model" -o "$bundle" --target cuda
+  # Decode with the persistent step kernel (the default), then op by op, then without its L2 prefetch.
   step bench 120 bash -c "build-device/tools/bitnet-run bench '$bundle' -p 512 -n 128 -r 5 --json > '$out/bench_2b4t.json'"
   cat "$out/bench_2b4t.json"
+  step bench_ops 120 bash -c "BITNETC_CUDA_PERSISTENT=0 build-device/tools/bitnet-run bench '$bundle' -p 512 -n 128 -r 5 --json > '$out/bench_2b4t_ops.json'"
+  cat "$out/bench_2b4t_ops.json"
+  step bench_noprefetch 120 bash -c "BITNETC_CUDA_PREFETCH=0 build-device/tools/bitnet-run bench '$bundle' -p 0 -n 128 -r 3 --json > '$out/bench_2b4t_noprefetch.json'"
+  cat "$out/bench_2b4t_noprefetch.json"
   step profile 60 env BITNETC_CUDA_PROFILE=1 build-device/tools/bitnet-run bench "$bundle" -p 512 -n 64 -r 1
-  grep -A60 "cuda profile" /tmp/bitnetc-step-profile.log > "$out/profile.txt"
-  step cuda_bench 120 env BITNETC_CUDA_BENCH_BUNDLE="$bundle" build-device/tests/bitnetc_tests "[.cuda-bench]" -s
+  grep -A80 "cuda profile" /tmp/bitnetc-step-profile.log > "$out/profile.txt"
+  step cuda_bench 240 env BITNETC_CUDA_BENCH_BUNDLE="$bundle" build-device/tests/bitnetc_tests "[.cuda-bench]" -s
   grep -E "^\{" /tmp/bitnetc-step-cuda_bench.log > "$out/cuda_bench.jsonl"
   cat "$out/cuda_bench.jsonl"
   echo "status $status"

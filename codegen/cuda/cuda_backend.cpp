@@ -39,6 +39,7 @@ CudaOptions cuda_options_from_env() {
   o.pdl = flag("BITNETC_CUDA_PDL", o.pdl);
   if (const char* v = std::getenv("BITNETC_CUDA_SPLITS"); v && *v) o.attention_splits = std::max(1, std::atoi(v));
   o.persistent = flag("BITNETC_CUDA_PERSISTENT", o.persistent);
+  o.prefetch = flag("BITNETC_CUDA_PREFETCH", o.prefetch);
   if (const char* v = std::getenv("BITNETC_CUDA_STEP_BLOCKS"); v && *v) o.step_blocks = std::max(0, std::atoi(v));
   o.profile = flag("BITNETC_CUDA_PROFILE", o.profile);
   return o;
@@ -139,6 +140,7 @@ struct CudaStepExecutor::Impl {
   size_t recording_node = 0;
   std::vector<Phase> phases;
   std::vector<std::string> phase_labels;
+  std::vector<std::pair<const char*, uint64_t>> phase_weights;  // a ternary phase's weight bytes (codes and scales)
   CUdeviceptr phases_dev = 0, barrier_dev = 0, times_dev = 0;
   std::vector<unsigned long long> times_host;
   std::string step_note;
@@ -229,6 +231,10 @@ void CudaStepExecutor::Impl::setup_step_kernel() {
     enqueue_node(i, 1, true);
   }
   recording = false;
+  for (size_t i = 0; opt.prefetch && i + 1 < phases.size(); ++i) {
+    phases[i].prefetch = phase_weights[i + 1].first;
+    phases[i].prefetch_bytes = static_cast<unsigned>(phase_weights[i + 1].second);
+  }
   phases_dev = alloc(phases.size() * sizeof(Phase), "the decode step's phases");
   ok(api.cuMemcpyHtoD(phases_dev, phases.data(), phases.size() * sizeof(Phase)), "cuMemcpyHtoD (phases)");
   barrier_dev = alloc(4, "the grid barrier");
@@ -415,6 +421,9 @@ void CudaStepExecutor::Impl::launch_raw(const std::string& kernel, unsigned gx, 
     p.kind = kind;
     std::memcpy(p.bytes, args, args_size);
     phases.push_back(p);
+    const bool ternary = node.op == ir::Op::BitLinear || node.op == ir::Op::BitLinearGlu || node.op == ir::Op::QkvRopeCache;
+    phase_weights.emplace_back(ternary ? static_cast<const char*>(weight(node, 0)) : nullptr,
+                               ternary ? weight_nbytes(m.weights[node.weights[0]].type) : 0);
     phase_labels.push_back(fmt::format("{:<18} {} (phase)", ir::op_info(node.op).text, kernel));
     return;
   }
@@ -814,7 +823,7 @@ std::string CudaStepExecutor::describe() const {
   std::string d = fmt::format("{}, {} {}", s.device_name, s.image_arch, s.image_ptx ? "PTX (JIT)" : "cubin");
   if (s.opt.graphs) d += ", graphs";
   if (s.opt.pdl) d += ", PDL";
-  if (s.step_blocks) d += fmt::format(", persistent decode step ({} blocks)", s.step_blocks);
+  if (s.step_blocks) d += fmt::format(", persistent decode step ({} blocks{})", s.step_blocks, s.opt.prefetch ? "" : ", no L2 prefetch");
   if (!s.step_note.empty()) d += ", " + s.step_note;
   if (!s.graph_note.empty()) d += " (" + s.graph_note + ")";
   if (s.api.emulated) d += ", " + s.api.description;

@@ -103,16 +103,19 @@ struct RopeArgs {
 };
 
 // One phase of the persistent decode step (step_t1.cu.in): which phase function (the step kernel's
-// switch), and the arguments the op's own kernel would get. 256 bytes, so a block copies it in one go.
+// switch), the bytes to pull into L2 while it runs (the next phase's weights), and the arguments the op's
+// own kernel would get. 256 bytes, so a block copies it in one go.
 struct alignas(16) Phase {
   int kind;
+  unsigned prefetch_bytes;
+  const char* prefetch;
   union {
     TernaryArgs ternary;
     AttendArgs attend;
     EmbedArgs embed;
     NormArgs norm;
     EltwiseArgs eltwise;
-    char bytes[240];
+    char bytes[232];
   };
 };
 

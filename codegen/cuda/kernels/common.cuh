@@ -207,7 +207,8 @@ KFN void norm_quant_regs(const float* x, const float* x_add, const float* w, flo
 // phase loads what does not depend on earlier phases (weights), then waits, computes, and arrives; the
 // counter only grows (the executor zeroes it before each launch), so the n-th wait is for n * blocks
 // arrivals. Arrival: the block's threads are done (__syncthreads), thread 0 makes their writes visible
-// at GPU scope (fence) and counts itself. Waiting: thread 0 acquires the count, the block follows it.
+// at GPU scope (fence) and counts itself. Waiting: thread 0 reads the count with acquire semantics (the
+// other blocks' writes are visible to it after), the block follows it through __syncthreads.
 struct GridBarrier {
   u32* count;
   u32 blocks;
@@ -224,8 +225,10 @@ KFN void grid_arrive(GridBarrier& b) {
 KFN void grid_wait(GridBarrier& b) {
   if (threadIdx.x == 0) {
     const u32 target = b.arrived * b.blocks;
-    while (load_acquire(b.count) < target) spin_pause();
-    memory_fence();
+    for (u32 spins = 0; load_acquire(b.count) < target; ++spins) {
+      if (spins == (1u << 24)) grid_barrier_stuck();  // seconds: a bug, not a wait
+      spin_pause();
+    }
   }
   __syncthreads();
 }

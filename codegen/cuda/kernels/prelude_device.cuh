@@ -63,6 +63,8 @@ KFN u32 load_acquire(const u32* p) {
   return v;
 }
 KFN void spin_pause() {}
+KFN void grid_barrier_stuck() { __trap(); }  // the launch fails instead of hanging
+KFN void prefetch_l2(const void* p) { asm volatile("prefetch.global.L2 [%0];" ::"l"(p)); }
 KFN char* dynamic_shared() {
   extern __shared__ __align__(16) char dynamic_smem[];
   return dynamic_smem;

@@ -135,6 +135,8 @@ static inline uint4 load_bypass_l1(const uint4* p) { return *p; }
 static inline u32 load_acquire(const u32* p) { return *p; }
 // A spinning thread lets the other fibers (the other blocks of a cooperative launch) run.
 static inline void spin_pause() { emu_hooks->yield(); }
+static inline void grid_barrier_stuck() {}  // the emulator reports a barrier nobody can complete itself
+static inline void prefetch_l2(const void*) {}
 static inline char* dynamic_shared() { return emu_hooks->current()->shared; }
 static inline unsigned long long global_timer_ns() { return emu_hooks->now_ns(); }
 static inline u32 atomic_add(u32* p, u32 v) {  // fibers of one OS thread: no concurrent access
