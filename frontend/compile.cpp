@@ -4,9 +4,9 @@
 #ifdef BITNETC_CUDA
 #include "codegen/cuda/cuda_layout.h"
 #include "codegen/cuda/nvrtc_compiler.h"
-#include "ir/atomic_file.h"
 #endif
 #include "frontend/tokenizer_gguf.h"
+#include "ir/atomic_file.h"
 #include "ir/error.h"
 #include "ir/half.h"
 #include "ir/weight_layout.h"
@@ -152,6 +152,24 @@ CompileReport compile_gguf(const std::string& gguf_path, const std::string& bund
     }
   }
 
+  std::string x86_kernels;
+  if (options.target == "x86" && options.x86_kernels) {
+    const auto start = std::chrono::steady_clock::now();
+    std::string ir_text;
+    const x86::X86KernelsSection section = options.x86_kernels(module, options.dump_kernels.empty() ? nullptr : &ir_text);
+    std::string levels;
+    for (const auto& o : section.objects) levels += fmt::format("{}{} {} KB", levels.empty() ? "" : ", ", o.level, (o.elf.size() + 1023) / 1024);
+    report.notes.push_back(fmt::format("x86: {} fused kernels generated as LLVM IR and compiled by LLVM {} ({}) in {:.1f} s",
+                                       section.objects.empty() ? 0 : section.objects[0].kernels.size(), section.llvm_version, levels,
+                                       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count()));
+    if (!options.dump_kernels.empty()) {
+      AtomicFile out(options.dump_kernels);
+      out.write(ir_text.data(), ir_text.size());
+      out.commit();
+    }
+    x86_kernels = x86::serialize_x86_kernels(section);
+  }
+
 #ifdef BITNETC_CUDA
   std::string cuda_kernels;
   if (options.target == "cuda") {  // ternary weights into the CUDA layout (same size); every kernel through NVRTC
@@ -210,6 +228,7 @@ CompileReport compile_gguf(const std::string& gguf_path, const std::string& bund
   writer.add_section("tokenizer", std::string(vocab_bytes.begin(), vocab_bytes.end()));
   writer.add_section("ir", ir::print(module));
   writer.add_section("plan", plan.dump(1));
+  if (!x86_kernels.empty()) writer.add_section("x86_kernels", std::move(x86_kernels));
 #ifdef BITNETC_CUDA
   if (options.target == "cuda") writer.add_section("kernels", std::move(cuda_kernels));
 #endif

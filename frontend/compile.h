@@ -2,6 +2,7 @@
 // IR text, plan, weights) for a target. Shared by `bitnetc compile` and by `bitnet-run model.gguf`.
 #pragma once
 
+#include "codegen/x86/fused_kernels.h"
 #include "frontend/lower.h"
 #include "passes/pass_manager.h"
 
@@ -18,8 +19,12 @@ struct CompileOptions {
   std::optional<std::vector<std::string>> pipeline;  // default: the target's pipeline
   std::string lm_head = "exact";  // "exact": the LM head as stored; "int8": rows quantized to int8 (half the bytes)
   std::vector<int> cuda_sm = {90};  // target cuda: a cubin per architecture, PTX for the lowest
-  std::string dump_kernels;         // target cuda: also write the generated CUDA source to this file
+  std::string dump_kernels;         // target cuda: the generated CUDA source; x86: the generated LLVM IR
   passes::PipelineOptions printing;
+  // Target x86: generates the fused kernels as machine code for the bundle (codegen/x86/llvm). bitnetc
+  // sets it where it was built with LLVM; bitnet-run's on-the-fly compile leaves it unset and never links
+  // LLVM, and its bundles run the executor's intrinsics (codegen/x86/fused_kernels.h).
+  std::function<x86::X86KernelsSection(const ir::Module&, std::string* ir_text)> x86_kernels;
 };
 
 struct CompileReport {

@@ -141,9 +141,12 @@ Engine::Engine(const Model& model, int64_t n_ctx, int64_t n_seq, const EngineOpt
     x86::X86Options x86_options;
     x86_options.threads = options.threads;
     x86_options.isa = options.isa;
+    if (model.has_section("x86_kernels")) x86_options.fused_kernels = model.section("x86_kernels");
+    x86_options.fused_kernels_where = model.path() + ": section 'x86_kernels'";
     auto executor = std::make_unique<x86::X86StepExecutor>(m, model.weights(), model.arena_layout(), n_layers_of(m), n_seq, n_ctx, kv_dim_of(m), x86_options);
     threads_ = executor->threads();
     isa_ = x86::isa_name(executor->isa());
+    fused_kernels_ = executor->fused_kernels();
     executor_ = std::move(executor);
   } else if (model.target() == "cuda") {  // needs the driver and a device: refused here, with the reason, where there is none
 #ifdef BITNETC_CUDA

@@ -40,6 +40,7 @@ class Model {
   const ref::ArenaLayout& arena_layout() const { return arena_; }
   // A section of the bundle by name (throws when absent): the CUDA backend reads "kernels".
   std::span<const uint8_t> section(const std::string& name) const { return bundle_.section(name); }
+  bool has_section(const std::string& name) const { return bundle_.has(name); }
 
  private:
   explicit Model(Bundle bundle) : bundle_(std::move(bundle)) {}
@@ -69,12 +70,14 @@ class Engine {
   int64_t n_seq() const { return n_seq_; }
   int threads() const { return threads_; }
   const std::string& isa() const { return isa_; }
+  // Which fused element-wise kernels run (x86: LLVM-generated from the bundle, or intrinsics).
+  const std::string& fused_kernels() const { return fused_kernels_; }
 
  private:
   const Model& model_;
   int64_t n_ctx_, n_seq_;
   int threads_ = 1;
-  std::string isa_ = "scalar";
+  std::string isa_ = "scalar", fused_kernels_ = "none";
   std::unique_ptr<StepExecutor> executor_;
 };
 

@@ -7,7 +7,7 @@ BUILD_DIR="${1:-build}"
 shift || true
 
 PACKAGES=(cmake ninja-build g++ pkg-config libfmt-dev nlohmann-json3-dev libcli11-dev libxxhash-dev libpcre2-dev
-          catch2 libxbyak-dev libboost-graph-dev llvm-16-tools)
+          catch2 libxbyak-dev libboost-graph-dev llvm-16-dev llvm-16-tools)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -29,6 +29,8 @@ expect_error "truncated GGUF" "trunc.gguf: n_kv" "$BITNETC" compile "$WORK/trunc
 expect_error "output folder missing" "$WORK/no/such" "$BITNETC" compile "$WORK/tiny.gguf" -o "$WORK/no/such/out.bundle"
 expect_error "unknown target" "--target" "$BITNETC" compile "$WORK/tiny.gguf" -o "$WORK/t.bundle" --target tpu
 expect_error "bad act-quant" "--act-quant" "$BITNETC" compile "$WORK/tiny.gguf" -o "$WORK/t.bundle" --act-quant int4
+expect_error "--dump-kernels for ref" "--dump-kernels" "$BITNETC" compile "$WORK/tiny.gguf" -o "$WORK/t.bundle" --target ref --dump-kernels "$WORK/k.txt"
+expect_error "--sm for x86" "--sm" "$BITNETC" compile "$WORK/tiny.gguf" -o "$WORK/t.bundle" --sm 80
 expect_error "bad synth type" "--type" "$BITNETC" synth -o "$WORK/s.gguf" --type q4_0
 expect_error "bad synth shape" "--shape" "$BITNETC" synth -o "$WORK/s.gguf" --shape hidden=abc
 expect_error "unknown flag" "--bogus" "$RUN" "$WORK/tiny.bundle" --bogus

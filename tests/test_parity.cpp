@@ -4,6 +4,9 @@
 // through the decode path; every logits row is compared with the bounds the data's README states.
 #include "codegen/x86/x86_backend.h"
 #include "frontend/compile.h"
+#ifdef BITNETC_LLVM
+#include "codegen/x86/llvm/kernel_generator.h"
+#endif
 #include "runtime/model.h"
 #include "tests/testdata.h"
 
@@ -57,10 +60,19 @@ std::vector<float> run_rows(const std::string& gguf, const CompileOptions& optio
   auto dir = std::filesystem::temp_directory_path() / "bitnetc-parity";
   std::filesystem::create_directories(dir);
   auto bundle = (dir / (std::filesystem::path(gguf).parent_path().filename().string() + "-" +
-                        std::filesystem::path(gguf).stem().string() + "-" + options.lower.act_quant + options.lower.ffn_act + "-" + options.target + ".bundle")).string();
+                        std::filesystem::path(gguf).stem().string() + "-" + options.lower.act_quant + options.lower.ffn_act + "-" + options.target +
+                        (options.x86_kernels ? "-llvm" : "") + ".bundle")).string();
   compile_gguf(gguf, bundle, options);
   auto model = Model::load(bundle);
   Engine engine(*model, 256, 1, engine_options);
+  if (options.x86_kernels) {  // every fused kernel of the bundle is the generated one
+    const std::string used = engine.fused_kernels();
+    INFO(used);
+    REQUIRE(used.rfind("llvm ", 0) == 0);
+    const auto of = used.find(" of ");
+    REQUIRE(of != std::string::npos);
+    CHECK(used.substr(used.find(": ") + 2, of - used.find(": ") - 2) == used.substr(of + 4, used.find(" kernels") - of - 4));
+  }
   std::vector<int32_t> pos(g.prompt.size()), seq(g.prompt.size(), 0);
   for (size_t i = 0; i < pos.size(); ++i) pos[i] = static_cast<int32_t>(i);
   auto logits = engine.step(g.prompt, pos, seq);
@@ -129,12 +141,27 @@ const Bounds kInt8Bounds{0.5, 0.999, 0.5};        // golden/README.md, act_int8 
 struct Backend {
   std::string name, target;
   EngineOptions engine;
+  bool llvm = false;  // x86 with the fused kernels LLVM generates into the bundle (else intrinsics)
+  CompileOptions compile_options() const {
+    CompileOptions options;
+    options.target = target;
+#ifdef BITNETC_LLVM
+    if (llvm) options.x86_kernels = [](const ir::Module& m, std::string* text) { return x86::generate_x86_kernels(m, text); };
+#endif
+    return options;
+  }
 };
 std::vector<Backend> backends() {
   std::vector<Backend> out{{"ref", "ref", {}}};
   const auto cpu = x86::CpuFeatures::detect();
-  if (x86::missing_isa(x86::required_isa(), cpu).empty()) out.push_back({"x86-avx2", "x86", {2, "avx2"}});
-  if (cpu.avx512_vnni) out.push_back({"x86-avx512vnni", "x86", {2, "avx512vnni"}});
+  for (bool llvm : {false, true}) {
+#ifndef BITNETC_LLVM
+    if (llvm) break;
+#endif
+    const std::string suffix = llvm ? "-llvm" : "";
+    if (x86::missing_isa(x86::required_isa(), cpu).empty()) out.push_back({"x86-avx2" + suffix, "x86", {2, "avx2"}, llvm});
+    if (cpu.avx512_vnni) out.push_back({"x86-avx512vnni" + suffix, "x86", {2, "avx512vnni"}, llvm});
+  }
   if (out.size() == 1) WARN("SKIPPED: this CPU cannot run the x86 backend (no AVX2/FMA/F16C)");
   return out;
 }
@@ -153,8 +180,7 @@ TEST_CASE("parity with HuggingFace goldens: every model, format and mode", "[par
       for (std::string mode : {"float", "act_int8"}) {
         for (const Backend& backend : backends()) {
           DYNAMIC_SECTION(model << " " << format << " " << mode << " " << backend.name) {
-            CompileOptions options;
-            options.target = backend.target;
+            CompileOptions options = backend.compile_options();
             options.lower.act_quant = mode == "float" ? "none" : "int8_token";
             Golden g = load_hf_golden(shared_testdata(dir), mode);
             check_rows(run_rows(gguf, options, g, backend.engine), g, n_vocab, mode == "float" ? kFloatBounds : kInt8Bounds);
@@ -178,8 +204,7 @@ TEST_CASE("parity with llama.cpp F32 goldens in float mode (SiLU, relu2, scale t
           std::string gguf = shared_testdata(set + "/" + format + "/model.gguf");
           Golden g = load_llamacpp_golden(shared_testdata(set + "/F32"));
           size_t n_vocab = g.prefill.size() / g.prompt.size();
-          CompileOptions options;
-          options.target = backend.target;
+          CompileOptions options = backend.compile_options();
           options.lower.act_quant = "none";
           // llamacpp/README.md: float activations against F32 goldens, max |d| <= 1e-3, cosine >= 0.999999.
           check_rows(run_rows(gguf, options, g, backend.engine), g, n_vocab, {1e-3, 0.999999, 0.05});
@@ -217,8 +242,7 @@ TEST_CASE("batched sequences give each the logits it gets alone", "[parity]") {
       DYNAMIC_SECTION(backend.name << " act_quant " << mode) {
         TempDir tmp("batch");
         auto bundle = tmp.file("m.bundle");
-        CompileOptions options;
-        options.target = backend.target;
+        CompileOptions options = backend.compile_options();
         options.lower.act_quant = mode;
         compile_gguf(shared_testdata(dir + "/model-i2_s.gguf"), bundle, options);
         auto model = Model::load(bundle);

@@ -139,7 +139,7 @@ int bench_main(int argc, char** argv) {
     if (n_prompt > 0) record("pp" + std::to_string(n_prompt), run_test(n_prompt, true));
     if (n_gen > 0) record("tg" + std::to_string(n_gen), run_test(n_gen, false));
     nlohmann::json out{{"model", model_path}, {"model_name", model->meta().value("name", "")}, {"target", model->target()},
-                       {"isa", engine.isa()}, {"threads", engine.threads()}, {"weight_bytes", model->weight_bytes()},
+                       {"isa", engine.isa()}, {"fused_kernels", engine.fused_kernels()}, {"threads", engine.threads()}, {"weight_bytes", model->weight_bytes()},
                        {"read_bandwidth_gb_s", bandwidth}, {"bytes_per_decoded_token", bytes_per_token},
                        {"decode_roofline_tok_s", roofline}, {"peak_rss_mb", peak_rss_mb()}, {"peak_rss_gib", peak_rss_mb() * 1e6 / (1 << 30)}, {"repetitions", reps}, {"results", results}};
     if (json) {
@@ -153,7 +153,8 @@ int bench_main(int argc, char** argv) {
                   model->target().c_str(), engine.isa().c_str(), engine.threads(), r["test"].get<std::string>().c_str(),
                   r["tok_s_median"].get<double>(), r["tok_s_stddev"].get<double>(), fraction.c_str());
     }
-    std::printf("\nread bandwidth %.1f GB/s (%d threads); a decoded token reads %.3f GB of weights -> decode roofline %.1f tok/s\npeak RSS %.0f MB (%.3f GiB)\n",
+    std::printf("\nfused kernels: %s\n", engine.fused_kernels().c_str());
+    std::printf("read bandwidth %.1f GB/s (%d threads); a decoded token reads %.3f GB of weights -> decode roofline %.1f tok/s\npeak RSS %.0f MB (%.3f GiB)\n",
                 bandwidth, bw_threads, bytes_per_token / 1e9, roofline, peak_rss_mb(), peak_rss_mb() * 1e6 / (1 << 30));
     return 0;
   } catch (const Error& e) {

@@ -5,6 +5,9 @@
 #include "ir/progress.h"
 #include "runtime/bundle.h"
 #include "tools/commands.h"
+#ifdef BITNETC_LLVM
+#include "codegen/x86/llvm/kernel_generator.h"
+#endif
 
 #include <algorithm>
 #include <chrono>
@@ -99,7 +102,7 @@ Command add_compile_command(CLI::App& app) {
   cmd->add_option("--target", a->target, "x86 (JIT kernels for the CPU, default), cuda (NVRTC-compiled kernels for NVIDIA GPUs) or ref (the scalar reference)");
   cmd->add_option("--sm", a->sm, "target cuda: GPU architectures to build cubins for, e.g. 90 or 80,90 (default 90; PTX for the lowest runs on newer GPUs)")
       ->delimiter(',');
-  cmd->add_option("--dump-kernels", a->dump_kernels, "target cuda: also write the generated CUDA source to this file");
+  cmd->add_option("--dump-kernels", a->dump_kernels, "also write the generated kernels to this file: CUDA source (--target cuda) or LLVM IR (--target x86)");
   cmd->add_option("--act-quant", a->act_quant, "int8-token (the model's semantics) or none (float activations)");
   cmd->add_option("--ffn-act", a->ffn_act, "override the FFN activation: relu2 or silu");
   cmd->add_option("--lm-head", a->lm_head, "exact (default: the LM head as stored, f16) or int8 (per-row int8: half the bytes per token, see bench/RESULTS.md for its effect on logits)");
@@ -109,7 +112,13 @@ Command add_compile_command(CLI::App& app) {
     options.lm_head = a->lm_head;
     options.cuda_sm = a->sm;
     options.dump_kernels = a->dump_kernels;
-    if (a->target != "cuda" && (!a->dump_kernels.empty() || a->sm != std::vector<int>{90})) fail("--sm and --dump-kernels apply to --target cuda only");
+    if (a->target != "cuda" && a->sm != std::vector<int>{90}) fail("--sm applies to --target cuda only");
+    if (a->target == "ref" && !a->dump_kernels.empty()) fail("--dump-kernels: --target ref has no generated kernels");
+#ifdef BITNETC_LLVM
+    options.x86_kernels = [](const ir::Module& m, std::string* ir_text) { return x86::generate_x86_kernels(m, ir_text); };
+#else
+    if (a->target == "x86" && !a->dump_kernels.empty()) fail("--dump-kernels: this bitnetc was built without LLVM (BITNETC_LLVM=OFF)");
+#endif
     options.lower.act_quant = act_quant_value(a->act_quant);
     options.lower.ffn_act = a->ffn_act;
     auto layout = i2s_layout_from_name(a->i2s_layout);

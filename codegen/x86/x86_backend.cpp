@@ -54,15 +54,13 @@ X86StepExecutor::X86StepExecutor(const ir::Module& module, std::vector<WeightVie
                                  int64_t n_seq, int64_t n_ctx, int64_t kv_dim, const X86Options& options)
     : m_(module), weights_(std::move(weights)), layout_(std::move(layout)), n_layer_(n_layer), n_seq_(n_seq), n_ctx_(n_ctx),
       kv_dim_(kv_dim), n_vocab_(module.values[module.output].type.dims.back()), options_(options), isa_(choose_isa(options.isa)),
-      pool_(options.threads > 0 ? options.threads : physical_cores()) {
+      pool_(options.threads > 0 ? options.threads : physical_cores()),
+      fused_(options.fused_kernels, options.fused_kernels_where, isa_ == Isa::Avx512Vnni) {
   const char* profile = std::getenv("BITNETC_PROFILE");
   profile_ = profile && *profile && std::string(profile) != "0";
   if (options_.max_step_tokens < 1) fail("x86 backend: step slices of {} tokens", options_.max_step_tokens);
   const size_t kv_elements = static_cast<size_t>(n_layer * n_seq * n_ctx * kv_dim);
-  for (const ir::Node& node : m_.nodes) {
-    const auto attr = node.attrs.find("act_quant");
-    if (attr != node.attrs.end() && std::get<std::string>(attr->second) == "none") kv_f32_ = true;
-  }
+  kv_f32_ = kv_cache_f32(m_);
   if (kv_f32_) {
     k_f32_.reset(new float[kv_elements]);
     v_f32_.reset(new float[kv_elements]);
@@ -71,6 +69,33 @@ X86StepExecutor::X86StepExecutor(const ir::Module& module, std::vector<WeightVie
     v_half_.reset(new uint16_t[kv_elements]);
   }
   scores_.resize(static_cast<size_t>(pool_.size() * n_ctx));
+  for (const ir::Node& node : m_.nodes) {  // as fused_kernel_specs() names them
+    NodeKernels& k = node_kernels_.emplace_back();
+    const int64_t n = m_.values[node.result].type.dims.back(), in = m_.values[node.operands[0]].type.dims.back();
+    switch (node.op) {
+      case ir::Op::RmsNormQuant: k.norm_quant = fused_.norm_quant(n, false); break;
+      case ir::Op::AddRmsNormQuant: k.norm_quant = fused_.norm_quant(m_.values[node.extra_results[0]].type.dims.back(), true); break;
+      case ir::Op::RmsNorm: k.rmsnorm = fused_.rmsnorm(n); break;
+      case ir::Op::BitLinear:
+      case ir::Op::BitLinearGlu:
+      case ir::Op::QkvRopeCache:
+        k.quantize = fused_.quantize(in);
+        if (node.op == ir::Op::BitLinearGlu) k.glu_relu2 = fused_.glu_relu2();
+        if (node.op == ir::Op::QkvRopeCache) {
+          k.rope_qkv = fused_.rope_qkv(m_.attr_int(node, "head_dim"), m_.attr_int(node, "n_head"), m_.attr_int(node, "n_head_kv"), kv_f32_);
+        }
+        break;
+      case ir::Op::Attention:
+      case ir::Op::Attend: k.attend = fused_.attend(kv_dim_ / m_.attr_int(node, "n_head_kv"), kv_f32_); break;
+      case ir::Op::MatMul: {
+        const ir::DType dtype = m_.weights[node.weights[0]].type.dtype;
+        if (dtype == ir::DType::F16) k.lm_head_f16 = fused_.lm_head_f16(in);
+        if (dtype == ir::DType::I8) k.lm_head_i8 = fused_.lm_head_i8(in);
+        break;
+      }
+      default: break;
+    }
+  }
   // JIT the kernels of every ternary shape now, so a step never generates code.
   for (const ir::Node& node : m_.nodes) {
     for (int wi : node.weights) {
@@ -145,12 +170,12 @@ void X86StepExecutor::ternary_matmul(const Int8Rows& x, int64_t T, const WeightV
   });
 }
 
-void X86StepExecutor::quantize_rows(const float* x, int64_t T, int64_t K, Int8Rows& out) {
+void X86StepExecutor::quantize_rows(QuantizeFn quantize, const float* x, int64_t T, int64_t K, Int8Rows& out) {
   const int64_t k_pad = x86_t2_padded_k(K);
   q8_scratch_.assign(static_cast<size_t>(T * k_pad), 0);
   q8_mult_.resize(static_cast<size_t>(T));
   q8_sum_.resize(static_cast<size_t>(T));
-  for (int64_t t = 0; t < T; ++t) q8_mult_[t] = quantize_row_int8(x + t * K, K, q8_scratch_.data() + t * k_pad, &q8_sum_[t]);
+  for (int64_t t = 0; t < T; ++t) q8_mult_[t] = quantize(x + t * K, K, q8_scratch_.data() + t * k_pad, &q8_sum_[t]);
   out = {q8_scratch_.data(), k_pad, q8_mult_.data(), q8_sum_.data()};
 }
 
@@ -225,7 +250,7 @@ void X86StepExecutor::write_kv(const float* k, const float* v, const int32_t* po
   }
 }
 
-void X86StepExecutor::attend(const float* q, const int32_t* pos, const int32_t* seq, int64_t T, int64_t layer, int64_t n_head,
+void X86StepExecutor::attend(AttendFn attend_head, const float* q, const int32_t* pos, const int32_t* seq, int64_t T, int64_t layer, int64_t n_head,
                              int64_t n_head_kv, float* out) {
   const int64_t d = kv_dim_ / n_head_kv, q_dim = n_head * d, group = n_head / n_head_kv;
   auto heads = [&](int64_t i0, int64_t i1, int thread) {
@@ -233,11 +258,9 @@ void X86StepExecutor::attend(const float* q, const int32_t* pos, const int32_t* 
     for (int64_t i = i0; i < i1; ++i) {
       const int64_t t = i / n_head, h = i % n_head, kv_head = h / group;
       const size_t at = kv_index(layer, seq[t], 0) + static_cast<size_t>(kv_head * d);
-      if (kv_f32_) {
-        attend_head(q + t * q_dim + h * d, k_f32_.get() + at, v_f32_.get() + at, kv_dim_, pos[t] + 1, d, scores, out + t * q_dim + h * d);
-      } else {
-        attend_head(q + t * q_dim + h * d, k_half_.get() + at, v_half_.get() + at, kv_dim_, pos[t] + 1, d, scores, out + t * q_dim + h * d);
-      }
+      const void* k = kv_f32_ ? static_cast<const void*>(k_f32_.get() + at) : k_half_.get() + at;
+      const void* v = kv_f32_ ? static_cast<const void*>(v_f32_.get() + at) : v_half_.get() + at;
+      attend_head(q + t * q_dim + h * d, k, v, kv_dim_, pos[t] + 1, d, scores, out + t * q_dim + h * d);
     }
   };
   // A short context is a few microseconds of work: less than waking the other threads costs.
@@ -281,6 +304,7 @@ void X86StepExecutor::run_slice(const StepInputs& in, bool all_logits, float* lo
   };
   auto buffer = [&](int value) { return arena_.get() + T * layout_.offset[value]; };
   for (const ir::Node& node : m_.nodes) {
+    const NodeKernels& fn = node_kernels_[&node - m_.nodes.data()];
     const int64_t N = m_.values[node.result].type.dims.back();
     const bool is_output = node.result == m_.output;
     if (is_output && !logits_out) continue;
@@ -311,7 +335,7 @@ void X86StepExecutor::run_slice(const StepInputs& in, bool all_logits, float* lo
         if (is_q8(0)) {
           rows = q8_rows(x(0), T, K);
         } else {
-          quantize_rows(x(0), T, K, rows);
+          quantize_rows(fn.quantize, x(0), T, K, rows);
         }
         ternary_matmul(rows, T, weight, out, n_out, bands, epilogue);
         return true;
@@ -351,7 +375,7 @@ void X86StepExecutor::run_slice(const StepInputs& in, bool all_logits, float* lo
         break;
       }
       case ir::Op::RmsNorm:
-        for (int64_t t = 0; t < T; ++t) rmsnorm_row(x(0) + t * N, N, f32_weight(w(0)), static_cast<float>(m_.attr_float(node, "eps")), y + t * N);
+        for (int64_t t = 0; t < T; ++t) fn.rmsnorm(x(0) + t * N, f32_weight(w(0)), static_cast<float>(m_.attr_float(node, "eps")), N, y + t * N);
         break;
       case ir::Op::AddRmsNormQuant:
       case ir::Op::RmsNormQuant: {
@@ -359,17 +383,11 @@ void X86StepExecutor::run_slice(const StepInputs& in, bool all_logits, float* lo
         const int q8_value = add ? node.extra_results[0] : node.result;
         const int64_t K = m_.values[q8_value].type.dims.back(), q8_row = ir::floats_per_row(m_.values[q8_value].type);
         float* q8 = buffer(q8_value);
-        scratch_.resize(static_cast<size_t>(K));
+        const float eps = static_cast<float>(m_.attr_float(node, "eps"));
         for (int64_t t = 0; t < T; ++t) {
-          const float* src = x(0) + t * K;
-          if (add) {
-            for (int64_t i = 0; i < K; ++i) y[t * K + i] = src[i] + x(1)[t * K + i];
-            src = y + t * K;
-          }
-          rmsnorm_row(src, K, f32_weight(w(0)), static_cast<float>(m_.attr_float(node, "eps")), scratch_.data());
           float* row = q8 + t * q8_row;
-          int32_t unused;
-          row[(K + 3) / 4] = quantize_row_int8(scratch_.data(), K, reinterpret_cast<int8_t*>(row), &unused);
+          row[(K + 3) / 4] = fn.norm_quant(x(0) + t * K, add ? x(1) + t * K : nullptr, add ? y + t * K : nullptr, f32_weight(w(0)), eps, K,
+                                           reinterpret_cast<int8_t*>(row));
         }
         break;
       }
@@ -383,7 +401,11 @@ void X86StepExecutor::run_slice(const StepInputs& in, bool all_logits, float* lo
         auto glu = [&](int64_t i0, int64_t i1) {
           for (int64_t t = 0; t < T && i0 < i1; ++t) {
             const float* g = scratch_.data() + t * 2 * F;
-            glu_row(g + i0, g + F + i0, i1 - i0, relu2, y + t * F + i0);
+            if (relu2) {
+              fn.glu_relu2(g + i0, g + F + i0, i1 - i0, y + t * F + i0);
+            } else {
+              glu_row(g + i0, g + F + i0, i1 - i0, false, y + t * F + i0);
+            }
           }
         };
         // Gate row i and up row i land on the same thread, so the epilogue needs no second dispatch.
@@ -402,23 +424,31 @@ void X86StepExecutor::run_slice(const StepInputs& in, bool all_logits, float* lo
         scratch_.resize(static_cast<size_t>(T * width));
         bitlinear(scratch_.data(), width);
         rope_tables(pos, T, d, static_cast<float>(m_.attr_float(node, "base")), node.weights.size() > 1 ? f32_weight(w(1)) : nullptr);
+        const int64_t layer = m_.attr_int(node, "layer");
         for (int64_t t = 0; t < T; ++t) {
           float* row = scratch_.data() + t * width;
+          if (fn.rope_qkv) {
+            const size_t at = kv_index(layer, seq[t], pos[t]);
+            void* k = kv_f32_ ? static_cast<void*>(k_f32_.get() + at) : k_half_.get() + at;
+            void* v = kv_f32_ ? static_cast<void*>(v_f32_.get() + at) : v_half_.get() + at;
+            fn.rope_qkv(row, rope_cos_.data() + t * d / 2, rope_sin_.data() + t * d / 2, y + t * q_dim, k, v);
+            continue;
+          }
           apply_rope(row, 1, q_dim, d, rope_cos_.data() + t * d / 2, rope_sin_.data() + t * d / 2);
           apply_rope(row + q_dim, 1, kv_dim, d, rope_cos_.data() + t * d / 2, rope_sin_.data() + t * d / 2);
           std::memcpy(y + t * q_dim, row, static_cast<size_t>(q_dim) * 4);
-          store_kv(row + q_dim, false, m_.attr_int(node, "layer"), seq[t], pos[t]);
-          store_kv(row + q_dim + kv_dim, true, m_.attr_int(node, "layer"), seq[t], pos[t]);
+          store_kv(row + q_dim, false, layer, seq[t], pos[t]);
+          store_kv(row + q_dim + kv_dim, true, layer, seq[t], pos[t]);
         }
         break;
       }
       case ir::Op::Attention:
         write_kv(x(1), x(2), i32_input(node.operands[3]), i32_input(node.operands[4]), T, m_.attr_int(node, "layer"));
-        attend(x(0), i32_input(node.operands[3]), i32_input(node.operands[4]), T, m_.attr_int(node, "layer"), m_.attr_int(node, "n_head"),
+        attend(fn.attend, x(0), i32_input(node.operands[3]), i32_input(node.operands[4]), T, m_.attr_int(node, "layer"), m_.attr_int(node, "n_head"),
                m_.attr_int(node, "n_head_kv"), y);
         break;
       case ir::Op::Attend:
-        attend(x(0), i32_input(node.operands[1]), i32_input(node.operands[2]), T, m_.attr_int(node, "layer"), m_.attr_int(node, "n_head"),
+        attend(fn.attend, x(0), i32_input(node.operands[1]), i32_input(node.operands[2]), T, m_.attr_int(node, "layer"), m_.attr_int(node, "n_head"),
                m_.attr_int(node, "n_head_kv"), y);
         break;
       case ir::Op::MatMul: {
@@ -429,18 +459,20 @@ void X86StepExecutor::run_slice(const StepInputs& in, bool all_logits, float* lo
         const float* xs = x(0) + first * K;
         const WeightView& weight = w(0);
         pool_.parallel_for(N, std::max<int64_t>(64, N / (16 * pool_.size())), [&](int64_t n0, int64_t n1, int) {
+          if (weight.type->dtype == ir::DType::I8) {
+            fn.lm_head_i8(reinterpret_cast<const int8_t*>(weight.data) + n0 * K, i8_scales(weight.data, N, K) + n0, xs, rows, K, n1 - n0, out + n0, N);
+            return;
+          }
+          if (weight.type->dtype == ir::DType::F16) {
+            fn.lm_head_f16(f16_weight(weight) + n0 * K, xs, rows, K, n1 - n0, out + n0, N);
+            return;
+          }
           for (int64_t n = n0; n < n1; ++n) {
-            if (weight.type->dtype == ir::DType::I8) {
-              dot_i8_rows(reinterpret_cast<const int8_t*>(weight.data) + n * K, i8_scales(weight.data, N, K)[n], xs, K, rows, K, out + n, N);
-            } else if (weight.type->dtype == ir::DType::F16) {
-              dot_f16_rows(f16_weight(weight) + n * K, xs, K, rows, K, out + n, N);
-            } else {
-              const float* wr = f32_weight(weight) + n * K;
-              for (int64_t t = 0; t < rows; ++t) {
-                double acc = 0;
-                for (int64_t i = 0; i < K; ++i) acc += static_cast<double>(wr[i]) * xs[t * K + i];
-                out[t * N + n] = static_cast<float>(acc);
-              }
+            const float* wr = f32_weight(weight) + n * K;
+            for (int64_t t = 0; t < rows; ++t) {
+              double acc = 0;
+              for (int64_t i = 0; i < K; ++i) acc += static_cast<double>(wr[i]) * xs[t * K + i];
+              out[t * N + n] = static_cast<float>(acc);
             }
           }
         });

@@ -1,5 +1,6 @@
 // The x86 backend: executes the optimized IR of an x86 bundle with ternary matmuls JIT-compiled by xbyak
-// for the CPU present (codegen/x86/ternary_kernel.h), AVX2 element-wise kernels (vector_ops.h) and a
+// for the CPU present (codegen/x86/ternary_kernel.h), the fused element-wise kernels LLVM generated for the
+// bundle or else AVX2 intrinsics (codegen/x86/fused_kernels.h), and a
 // thread pool that splits each op by output rows (or heads, or tokens). Ternary weights arrive in the x86
 // layout of ir/weight_layout.h, repacked at compile time, so binding them is pointer arithmetic on the map.
 // The KV cache holds IEEE halves. Results match ref within the tolerances stated in tests/test_x86.cpp.
@@ -7,6 +8,7 @@
 
 #include "codegen/backend.h"
 #include "codegen/ref/ref_backend.h"
+#include "codegen/x86/fused_kernels.h"
 #include "codegen/x86/ternary_kernel.h"
 #include "codegen/x86/thread_pool.h"
 #include "ir/ir.h"
@@ -14,6 +16,7 @@
 
 #include <map>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -35,6 +38,9 @@ struct X86Options {
   int threads = 0;              // 0: physical cores
   int max_step_tokens = 64;     // longer steps run in slices of this many tokens (bounds the arena)
   std::string isa = "auto";     // "auto" (the best the CPU has), "avx2" or "avx512vnni"
+  // The bundle's "x86_kernels" section (empty: none) and how to name it in errors.
+  std::span<const uint8_t> fused_kernels;
+  std::string fused_kernels_where;
 };
 
 class X86StepExecutor : public StepExecutor {
@@ -45,16 +51,28 @@ class X86StepExecutor : public StepExecutor {
   std::span<const float> run(const StepInputs& inputs) override;
   int threads() const { return pool_.size(); }
   Isa isa() const { return isa_; }
+  std::string fused_kernels() const { return fused_.describe(); }
 
  private:
   struct Int8Rows;
+  // The fused kernels of one node, bound at construction (null where the node has no such kernel).
+  struct NodeKernels {
+    NormQuantFn norm_quant = nullptr;
+    RmsNormFn rmsnorm = nullptr;
+    QuantizeFn quantize = nullptr;
+    GluFn glu_relu2 = nullptr;
+    RopeQkvFn rope_qkv = nullptr;
+    AttendFn attend = nullptr;
+    LmHeadF16Fn lm_head_f16 = nullptr;
+    LmHeadI8Fn lm_head_i8 = nullptr;
+  };
   void run_slice(const StepInputs& in, bool all_logits, float* logits_out);
   // y [T, N] = x W^T for a ternary W; with `bands` > 1 the N rows are `bands` equal bands and each thread
   // takes the same rows of every band, then runs epilogue(n0, n1) on its rows of band 0 (the gate/up
   // GLU reads row i of both bands) without another dispatch.
   template <class Epilogue>
   void ternary_matmul(const Int8Rows& x, int64_t T, const WeightView& w, float* y, int64_t ldy, int bands, Epilogue&& epilogue);
-  void quantize_rows(const float* x, int64_t T, int64_t K, Int8Rows& out);
+  void quantize_rows(QuantizeFn quantize, const float* x, int64_t T, int64_t K, Int8Rows& out);
   Int8Rows q8_rows(const float* arena_value, int64_t T, int64_t K);
   const TernaryKernel& kernel(int64_t k_pad, int64_t act_stride, int rows, int tokens);
   // Element index of (layer, seq, pos) in the K or V cache.
@@ -62,7 +80,7 @@ class X86StepExecutor : public StepExecutor {
   void store_kv(const float* row, bool value, int64_t layer, int64_t seq, int64_t pos);
   void rope_tables(const int32_t* pos, int64_t T, int64_t d, float base, const float* factors);
   void write_kv(const float* k, const float* v, const int32_t* pos, const int32_t* seq, int64_t T, int64_t layer);
-  void attend(const float* q, const int32_t* pos, const int32_t* seq, int64_t T, int64_t layer, int64_t n_head, int64_t n_head_kv, float* out);
+  void attend(AttendFn attend_head, const float* q, const int32_t* pos, const int32_t* seq, int64_t T, int64_t layer, int64_t n_head, int64_t n_head_kv, float* out);
 
   const ir::Module& m_;
   std::vector<WeightView> weights_;
@@ -71,6 +89,8 @@ class X86StepExecutor : public StepExecutor {
   X86Options options_;
   Isa isa_;
   ThreadPool pool_;
+  FusedKernels fused_;
+  std::vector<NodeKernels> node_kernels_;
   std::map<std::tuple<int64_t, int64_t, int, int>, std::unique_ptr<TernaryKernel>> kernels_;
   // The KV cache: IEEE halves, or f32 when the model runs with float activations (the verification mode,
   // whose bounds are tighter than half precision).

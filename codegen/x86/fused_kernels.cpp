@@ -1,0 +1,222 @@
+#include "codegen/x86/fused_kernels.h"
+
+#include "codegen/x86/elf_object.h"
+#include "codegen/x86/vector_ops.h"
+#include "codegen/x86/x86_backend.h"
+#include "ir/error.h"
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cstring>
+
+namespace bitnet::x86 {
+namespace {
+
+constexpr char kMagic[8] = {'B', 'N', 'X', '8', '6', 'K', 'O', '1'};
+
+// The fallbacks: vector_ops.h behind the generated kernels' signatures.
+float norm_quant_fallback(const float* x, const float* residual, float* sum_out, const float* w, float eps, int64_t k, int8_t* q) {
+  if (residual) {
+    for (int64_t i = 0; i < k; ++i) sum_out[i] = x[i] + residual[i];
+    x = sum_out;
+  }
+  thread_local std::vector<float> normed;
+  normed.resize(static_cast<size_t>(k));
+  rmsnorm_row(x, k, w, eps, normed.data());
+  int32_t unused;
+  return quantize_row_int8(normed.data(), k, q, &unused);
+}
+void rmsnorm_fallback(const float* x, const float* w, float eps, int64_t n, float* y) { rmsnorm_row(x, n, w, eps, y); }
+void glu_relu2_fallback(const float* g, const float* u, int64_t n, float* y) { glu_row(g, u, n, true, y); }
+void attend_f16_fallback(const float* q, const void* k, const void* v, int64_t stride, int64_t n, int64_t d, float* scores, float* out) {
+  attend_head(q, static_cast<const uint16_t*>(k), static_cast<const uint16_t*>(v), stride, n, d, scores, out);
+}
+void attend_f32_fallback(const float* q, const void* k, const void* v, int64_t stride, int64_t n, int64_t d, float* scores, float* out) {
+  attend_head(q, static_cast<const float*>(k), static_cast<const float*>(v), stride, n, d, scores, out);
+}
+void lm_head_f16_fallback(const uint16_t* w, const float* x, int64_t T, int64_t k, int64_t rows, float* y, int64_t ldy) {
+  for (int64_t r = 0; r < rows; ++r) dot_f16_rows(w + r * k, x, k, T, k, y + r, ldy);
+}
+void lm_head_i8_fallback(const int8_t* w, const float* scales, const float* x, int64_t T, int64_t k, int64_t rows, float* y, int64_t ldy) {
+  for (int64_t r = 0; r < rows; ++r) dot_i8_rows(w + r * k, scales[r], x, k, T, k, y + r, ldy);
+}
+
+}  // namespace
+
+std::string FusedKernelSpec::name() const {
+  const char* kv = kv_f32 ? "f32" : "f16";
+  switch (kind) {
+    case FusedKind::NormQuant: return fmt::format("norm_quant.k{}", k);
+    case FusedKind::AddNormQuant: return fmt::format("add_norm_quant.k{}", k);
+    case FusedKind::RmsNorm: return fmt::format("rmsnorm.k{}", k);
+    case FusedKind::Quantize: return fmt::format("quantize.k{}", k);
+    case FusedKind::GluRelu2: return "glu_relu2";
+    case FusedKind::RopeQkv: return fmt::format("rope_qkv.d{}.h{}.kv{}.{}", head_dim, n_head, n_head_kv, kv);
+    case FusedKind::Attend: return fmt::format("attend.d{}.{}", head_dim, kv);
+    case FusedKind::LmHeadF16: return fmt::format("lm_head_f16.k{}", k);
+    case FusedKind::LmHeadI8: return fmt::format("lm_head_i8.k{}", k);
+  }
+  return "?";
+}
+
+bool kv_cache_f32(const ir::Module& module) {
+  for (const ir::Node& node : module.nodes) {
+    const auto attr = node.attrs.find("act_quant");
+    if (attr != node.attrs.end() && std::get<std::string>(attr->second) == "none") return true;
+  }
+  return false;
+}
+
+std::vector<FusedKernelSpec> fused_kernel_specs(const ir::Module& m) {
+  std::vector<FusedKernelSpec> specs;
+  auto add = [&](FusedKernelSpec s) {
+    if (std::find(specs.begin(), specs.end(), s) == specs.end()) specs.push_back(s);
+  };
+  const bool kv_f32 = kv_cache_f32(m);
+  for (const ir::Node& node : m.nodes) {
+    const int64_t n = m.values[node.result].type.dims.back();
+    auto features = [&](size_t i) { return m.values[node.operands[i]].type.dims.back(); };
+    auto act_int8 = [&] { return node.attrs.count("act_quant") && m.attr_string(node, "act_quant") == "int8_token"; };
+    auto f32_input = [&] { return m.values[node.operands[0]].type.dtype == ir::DType::F32; };
+    switch (node.op) {
+      case ir::Op::RmsNormQuant: add({FusedKind::NormQuant, m.values[node.result].type.dims.back()}); break;
+      case ir::Op::AddRmsNormQuant: add({FusedKind::AddNormQuant, m.values[node.extra_results[0]].type.dims.back()}); break;
+      case ir::Op::RmsNorm: add({FusedKind::RmsNorm, n}); break;
+      case ir::Op::BitLinear:
+      case ir::Op::BitLinearGlu:
+      case ir::Op::QkvRopeCache:
+        if (f32_input() && act_int8()) add({FusedKind::Quantize, features(0)});
+        if (node.op == ir::Op::BitLinearGlu && m.attr_string(node, "act") == "relu2") add({FusedKind::GluRelu2});
+        if (node.op == ir::Op::QkvRopeCache) {
+          add({.kind = FusedKind::RopeQkv, .head_dim = m.attr_int(node, "head_dim"), .n_head = m.attr_int(node, "n_head"),
+               .n_head_kv = m.attr_int(node, "n_head_kv"), .kv_f32 = kv_f32});
+        }
+        break;
+      case ir::Op::Attention:
+      case ir::Op::Attend: {
+        const int64_t n_head = m.attr_int(node, "n_head");
+        add({.kind = FusedKind::Attend, .head_dim = m.values[node.operands[0]].type.dims.back() / n_head, .kv_f32 = kv_f32});
+        break;
+      }
+      case ir::Op::MatMul: {
+        const ir::DType dt = m.weights[node.weights[0]].type.dtype;
+        if (dt == ir::DType::F16) add({FusedKind::LmHeadF16, features(0)});
+        if (dt == ir::DType::I8) add({FusedKind::LmHeadI8, features(0)});
+        break;
+      }
+      default: break;
+    }
+  }
+  return specs;
+}
+
+std::string serialize_x86_kernels(const X86KernelsSection& s) {
+  std::string blobs;
+  nlohmann::json index{{"llvm", s.llvm_version}, {"objects", nlohmann::json::array()}};
+  for (const auto& o : s.objects) {
+    index["objects"].push_back({{"level", o.level}, {"needs", o.needs}, {"kernels", o.kernels}, {"offset", blobs.size()}, {"size", o.elf.size()}});
+    blobs += o.elf;
+  }
+  const std::string text = index.dump();
+  std::string out(kMagic, 8);
+  const uint32_t n = static_cast<uint32_t>(text.size());
+  for (int i = 0; i < 4; ++i) out.push_back(static_cast<char>((n >> (8 * i)) & 0xff));
+  return out + text + blobs;
+}
+
+X86KernelsSection parse_x86_kernels(std::span<const uint8_t> bytes, const std::string& where) {
+  if (bytes.size() < 12 || std::memcmp(bytes.data(), kMagic, 8) != 0) fail("{}: not an x86 kernels section (bad magic)", where);
+  uint32_t n = 0;
+  for (int i = 0; i < 4; ++i) n |= static_cast<uint32_t>(bytes[8 + i]) << (8 * i);
+  if (n > bytes.size() - 12) fail("{}: index of {} bytes but only {} follow", where, n, bytes.size() - 12);
+  const std::span<const uint8_t> blobs = bytes.subspan(12 + n);
+  X86KernelsSection s;
+  try {
+    const auto index = nlohmann::json::parse(bytes.begin() + 12, bytes.begin() + 12 + n);
+    s.llvm_version = index.at("llvm").get<std::string>();
+    for (const auto& o : index.at("objects")) {
+      KernelObject object;
+      object.level = o.at("level").get<std::string>();
+      if (object.level != "avx2" && object.level != "avx512") fail("{}: level '{}' is not avx2 or avx512", where, object.level);
+      object.needs = o.at("needs").get<std::vector<std::string>>();
+      object.kernels = o.at("kernels").get<std::vector<std::string>>();
+      const uint64_t offset = o.at("offset").get<uint64_t>(), size = o.at("size").get<uint64_t>();
+      if (offset > blobs.size() || size > blobs.size() - offset) fail("{}: object {}: [{}, +{}) is outside the section", where, object.level, offset, size);
+      object.elf.assign(reinterpret_cast<const char*>(blobs.data() + offset), size);
+      s.objects.push_back(std::move(object));
+    }
+  } catch (const nlohmann::json::exception& e) {
+    fail("{}: index: {}", where, e.what());
+  }
+  return s;
+}
+
+FusedKernels::FusedKernels(std::span<const uint8_t> section, const std::string& where, bool avx512) {
+  if (section.empty()) return;
+  const X86KernelsSection s = parse_x86_kernels(section, where);
+  const KernelObject* chosen = nullptr;
+  for (const auto& o : s.objects) {
+    if (o.level == "avx2" && (!chosen || !avx512)) chosen = &o;
+    if (o.level == "avx512" && avx512) chosen = &o;
+  }
+  if (!chosen) return;
+  const auto missing = missing_isa(chosen->needs, CpuFeatures::detect());
+  if (!missing.empty()) fail("{}: object {} needs {} which this CPU lacks", where, chosen->level, missing.front());
+  object_ = std::make_unique<ElfObject>(std::span(reinterpret_cast<const uint8_t*>(chosen->elf.data()), chosen->elf.size()), where + ": object " + chosen->level);
+  for (const auto& name : chosen->kernels) {
+    if (!object_->symbol(name)) fail("{}: object {}: kernel '{}' is listed but not defined", where, chosen->level, name);
+  }
+  level_ = chosen->level;
+  n_kernels_ = chosen->kernels.size();
+}
+
+FusedKernels::~FusedKernels() = default;
+
+void* FusedKernels::find(const FusedKernelSpec& spec) const {
+  if (!object_) return nullptr;
+  const std::string name = spec.name();
+  void* fn = object_->symbol(name);
+  if (fn) bound_.insert(name);
+  return fn;
+}
+
+NormQuantFn FusedKernels::norm_quant(int64_t k, bool add) const {
+  if (void* fn = find({add ? FusedKind::AddNormQuant : FusedKind::NormQuant, k})) return reinterpret_cast<NormQuantFn>(fn);
+  return norm_quant_fallback;
+}
+RmsNormFn FusedKernels::rmsnorm(int64_t n) const {
+  if (void* fn = find({FusedKind::RmsNorm, n})) return reinterpret_cast<RmsNormFn>(fn);
+  return rmsnorm_fallback;
+}
+QuantizeFn FusedKernels::quantize(int64_t k) const {
+  if (void* fn = find({FusedKind::Quantize, k})) return reinterpret_cast<QuantizeFn>(fn);
+  return quantize_row_int8;
+}
+GluFn FusedKernels::glu_relu2() const {
+  if (void* fn = find({FusedKind::GluRelu2})) return reinterpret_cast<GluFn>(fn);
+  return glu_relu2_fallback;
+}
+RopeQkvFn FusedKernels::rope_qkv(int64_t head_dim, int64_t n_head, int64_t n_head_kv, bool kv_f32) const {
+  return reinterpret_cast<RopeQkvFn>(find({.kind = FusedKind::RopeQkv, .head_dim = head_dim, .n_head = n_head, .n_head_kv = n_head_kv, .kv_f32 = kv_f32}));
+}
+AttendFn FusedKernels::attend(int64_t head_dim, bool kv_f32) const {
+  if (void* fn = find({.kind = FusedKind::Attend, .head_dim = head_dim, .kv_f32 = kv_f32})) return reinterpret_cast<AttendFn>(fn);
+  return kv_f32 ? attend_f32_fallback : attend_f16_fallback;
+}
+LmHeadF16Fn FusedKernels::lm_head_f16(int64_t k) const {
+  if (void* fn = find({FusedKind::LmHeadF16, k})) return reinterpret_cast<LmHeadF16Fn>(fn);
+  return lm_head_f16_fallback;
+}
+LmHeadI8Fn FusedKernels::lm_head_i8(int64_t k) const {
+  if (void* fn = find({FusedKind::LmHeadI8, k})) return reinterpret_cast<LmHeadI8Fn>(fn);
+  return lm_head_i8_fallback;
+}
+
+std::string FusedKernels::describe() const {
+  if (!object_) return "intrinsics (no LLVM kernels in the bundle)";
+  return fmt::format("llvm {}: {} of {} kernels bound", level_, bound_.size(), n_kernels_);
+}
+
+}  // namespace bitnet::x86
