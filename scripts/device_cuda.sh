@@ -8,7 +8,10 @@
 #                                    (cmake -G Ninja, -j$JOBS, default 16), runs the [cuda] GPU tests,
 #                                    synthesizes the 2B4T-shaped model, compiles it with --target cuda and
 #                                    benchmarks it; every log and result goes to $OUT (default: ./device-out).
-#                                    BUILD_ONLY=1 stops after the build (to check the recipe without a GPU).
+#                                    BUILD_ONLY=1 stops after the build (to check the recipe without a GPU);
+#                                    STAGE=test stops after the GPU tests and STAGE=bench does only what
+#                                    follows them, with the build of an earlier run (one command of the
+#                                    device machine may run 10 minutes: two calls on a warm machine).
 #
 # The packages are unpacked into a prefix that CMake (CMAKE_PREFIX_PATH) and pkg-config (a sysroot) search
 # before the system, so whatever the machine has installed does not matter. Steps after the build go on
@@ -67,14 +70,18 @@ run() {
   export PKG_CONFIG_SYSROOT_DIR="$root" PKG_CONFIG_LIBDIR="$lib/pkgconfig:$root/usr/share/pkgconfig" LD_LIBRARY_PATH="$lib:${LD_LIBRARY_PATH:-}"
   local pkgconfig=(); command -v pkg-config > /dev/null || pkgconfig=(-DPKG_CONFIG_EXECUTABLE="$root/usr/bin/pkgconf")
 
-  step configure 120 cmake -S . -B build-device -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$root/usr" \
-      -DBITNETC_TESTDATA="$PWD/$DEPS/testdata" "${pkgconfig[@]}" || { echo "status $status"; return $status; }
-  grep -E "BITNETC_CUDA:|CMAKE_CXX_COMPILER:" build-device/CMakeCache.txt
-  step build 300 ninja -C build-device -j"${JOBS:-16}" bitnetc bitnet-run bitnetc_tests || { echo "status $status"; return $status; }
-  if [ -n "${BUILD_ONLY:-}" ]; then echo "status $status"; return $status; fi
+  local stage="${STAGE:-all}"
+  if [ "$stage" != bench ]; then
+    step configure 120 cmake -S . -B build-device -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$root/usr" \
+        -DBITNETC_TESTDATA="$PWD/$DEPS/testdata" "${pkgconfig[@]}" || { echo "status $status"; return $status; }
+    grep -E "BITNETC_CUDA:|CMAKE_CXX_COMPILER:" build-device/CMakeCache.txt
+    step build 300 ninja -C build-device -j"${JOBS:-16}" bitnetc bitnet-run bitnetc_tests || { echo "status $status"; return $status; }
+    if [ -n "${BUILD_ONLY:-}" ]; then echo "status $status"; return $status; fi
 
-  # Correctness on the GPU: parity with the HF goldens, graphs = eager = no PDL, batches of 8 and 16.
-  step gpu_tests 300 build-device/tests/bitnetc_tests "[gpu]" -d yes
+    # Correctness on the GPU: parity with the HF goldens, graphs = eager = no PDL, batches of 8 and 16.
+    step gpu_tests 300 build-device/tests/bitnetc_tests "[gpu]" -d yes
+  fi
+  if [ "$stage" = test ]; then echo "status $status"; return $status; fi
 
   # Speed on the 2B4T shape: llama-bench style with bitnet-run bench, then batched decode, graphs on and off,
   # time to first token and device memory at a 4096 context.
