@@ -88,13 +88,16 @@ run() {
   local model=/tmp/bitnetc-2b4t.gguf bundle=/tmp/bitnetc-2b4t.bundle
   step synth 60 build-device/tools/bitnetc synth --shape 2b4t --type i2_s -o "$model" --vocab tests/data/llama3-vocab.gguf
   step compile 90 build-device/tools/bitnetc compile "$model" -o "$bundle" --target cuda
-  # Decode with the persistent step kernel (the default), then op by op, then without its L2 prefetch.
+  # Decode with the persistent step kernel (the default), then op by op, then without its L2 prefetch, then
+  # with a fence + atomic grid barrier.
   step bench 120 bash -c "build-device/tools/bitnet-run bench '$bundle' -p 512 -n 128 -r 5 --json > '$out/bench_2b4t.json'"
   cat "$out/bench_2b4t.json"
   step bench_ops 120 bash -c "BITNETC_CUDA_PERSISTENT=0 build-device/tools/bitnet-run bench '$bundle' -p 512 -n 128 -r 5 --json > '$out/bench_2b4t_ops.json'"
   cat "$out/bench_2b4t_ops.json"
   step bench_noprefetch 120 bash -c "BITNETC_CUDA_PREFETCH=0 build-device/tools/bitnet-run bench '$bundle' -p 0 -n 128 -r 3 --json > '$out/bench_2b4t_noprefetch.json'"
   cat "$out/bench_2b4t_noprefetch.json"
+  step bench_fenced 120 bash -c "BITNETC_CUDA_RELEASE_BARRIER=0 build-device/tools/bitnet-run bench '$bundle' -p 0 -n 128 -r 3 --json > '$out/bench_2b4t_fenced.json'"
+  cat "$out/bench_2b4t_fenced.json"
   step profile 60 env BITNETC_CUDA_PROFILE=1 build-device/tools/bitnet-run bench "$bundle" -p 512 -n 64 -r 1
   grep -A80 "cuda profile" /tmp/bitnetc-step-profile.log > "$out/profile.txt"
   step cuda_bench 240 env BITNETC_CUDA_BENCH_BUNDLE="$bundle" build-device/tests/bitnetc_tests "[.cuda-bench]" -s

@@ -40,6 +40,7 @@ CudaOptions cuda_options_from_env() {
   if (const char* v = std::getenv("BITNETC_CUDA_SPLITS"); v && *v) o.attention_splits = std::max(1, std::atoi(v));
   o.persistent = flag("BITNETC_CUDA_PERSISTENT", o.persistent);
   o.prefetch = flag("BITNETC_CUDA_PREFETCH", o.prefetch);
+  o.release_barrier = flag("BITNETC_CUDA_RELEASE_BARRIER", o.release_barrier);
   if (const char* v = std::getenv("BITNETC_CUDA_STEP_BLOCKS"); v && *v) o.step_blocks = std::max(0, std::atoi(v));
   o.profile = flag("BITNETC_CUDA_PROFILE", o.profile);
   return o;
@@ -127,7 +128,12 @@ struct CudaStepExecutor::Impl {
   // BITNETC_CUDA_PROFILE: an event before each node of a step; per (op, kernel, tokens) the summed time.
   std::vector<CUevent> events;
   std::vector<std::string> event_labels;
-  std::map<std::string, std::pair<double, int64_t>> profile, phase_profile;
+  std::map<std::string, std::pair<double, int64_t>> profile;
+  struct PhaseTime {
+    double work = 0, barrier = 0;  // ms
+    int64_t count = 0;
+  };
+  std::map<std::string, PhaseTime> phase_profile;
   std::string last_kernel;
   void profile_step(size_t n_events);
   void print_profile() const;
@@ -238,7 +244,7 @@ void CudaStepExecutor::Impl::setup_step_kernel() {
   phases_dev = alloc(phases.size() * sizeof(Phase), "the decode step's phases");
   ok(api.cuMemcpyHtoD(phases_dev, phases.data(), phases.size() * sizeof(Phase)), "cuMemcpyHtoD (phases)");
   barrier_dev = alloc(4, "the grid barrier");
-  times_dev = alloc((phases.size() + 1) * 8, "phase times");
+  times_dev = alloc(phases.size() * 2 * 8, "phase times");
   step_fn = f;
   step_blocks = blocks;
 }
@@ -666,8 +672,10 @@ void CudaStepExecutor::Impl::enqueue_step(int64_t T, Logits mode) {
 // but the copies before it, and the attribute pair is not one every driver takes).
 void CudaStepExecutor::Impl::enqueue_step_kernel() {
   ok(api.cuMemsetD8Async(barrier_dev, 0, 4, stream), "cuMemsetD8Async (grid barrier)");
+  const bool timed = opt.profile && !capturing;
+  if (timed) ok(api.cuMemsetD8Async(times_dev, 0, phases.size() * 2 * 8, stream), "cuMemsetD8Async (phase times)");
   StepArgs a{dptr<const Phase>(phases_dev), static_cast<int>(phases.size()), dptr<unsigned>(barrier_dev),
-             opt.profile && !capturing ? dptr<unsigned long long>(times_dev) : nullptr};
+             timed ? dptr<unsigned long long>(times_dev) : nullptr, opt.release_barrier ? 1u : 0u};
   void* params[] = {&a};
   CUlaunchAttribute attr{};
   attr.id = CU_LAUNCH_ATTRIBUTE_COOPERATIVE;
@@ -688,14 +696,16 @@ void CudaStepExecutor::Impl::profile_step(size_t n_events) {
   ok(api.cuEventSynchronize(events[n_events - 1]), "cuEventSynchronize");
   if (profiled_step_kernel) {
     profiled_step_kernel = false;
-    // Per phase: from block 0 starting it to block 0 starting the next (its barrier wait included).
-    times_host.resize(phases.size() + 1);
+    // Per phase: its work (block 0 leaving the barrier before it .. the last block arriving after it)
+    // and the barrier after it (.. block 0 leaving that barrier).
+    times_host.resize(phases.size() * 2);
     ok(api.cuMemcpyDtoHAsync(times_host.data(), times_dev, times_host.size() * 8, stream), "cuMemcpyDtoHAsync (phase times)");
     ok(api.cuStreamSynchronize(stream), "cuStreamSynchronize");
     for (size_t i = 0; i < phases.size(); ++i) {
       auto& slot = phase_profile[phase_labels[i]];
-      slot.first += static_cast<double>(times_host[i + 1] - times_host[i]) * 1e-6;
-      ++slot.second;
+      slot.work += static_cast<double>(times_host[2 * i + 1] - times_host[2 * i]) * 1e-6;
+      if (i + 1 < phases.size()) slot.barrier += static_cast<double>(times_host[2 * i + 2] - times_host[2 * i + 1]) * 1e-6;
+      ++slot.count;
     }
   }
   for (size_t i = 1; i < n_events; ++i) {
@@ -718,14 +728,15 @@ void CudaStepExecutor::Impl::print_profile() const {
                  1e3 * t.first / static_cast<double>(t.second), label.c_str());
   }
   if (phase_profile.empty()) return;
-  double phases_total = 0;
-  for (const auto& [label, t] : phase_profile) phases_total += t.first;
-  std::vector<std::pair<std::string, std::pair<double, int64_t>>> prows(phase_profile.begin(), phase_profile.end());
-  std::sort(prows.begin(), prows.end(), [](const auto& a, const auto& b) { return a.second.first > b.second.first; });
-  std::fprintf(stderr, "cuda profile of the persistent decode step's phases (block 0's clock, barrier waits included): %.3f ms in all\n", phases_total);
+  double work = 0, barrier = 0;
+  for (const auto& [label, t] : phase_profile) work += t.work, barrier += t.barrier;
+  std::vector<std::pair<std::string, PhaseTime>> prows(phase_profile.begin(), phase_profile.end());
+  std::sort(prows.begin(), prows.end(), [](const auto& a, const auto& b) { return a.second.work + a.second.barrier > b.second.work + b.second.barrier; });
+  std::fprintf(stderr, "cuda profile of the persistent decode step's phases (work: from leaving the barrier before to the last block's arrival; "
+                       "barrier: from there to leaving the next): %.3f ms work, %.3f ms barriers\n", work, barrier);
   for (const auto& [label, t] : prows) {
-    std::fprintf(stderr, "  %9.3f ms %5.1f%% %7lld x %8.1f us  %s\n", t.first, 100 * t.first / phases_total, static_cast<long long>(t.second),
-                 1e3 * t.first / static_cast<double>(t.second), label.c_str());
+    const double n = static_cast<double>(t.count);
+    std::fprintf(stderr, "  %7lld x %8.2f us work %8.2f us barrier  %s\n", static_cast<long long>(t.count), 1e3 * t.work / n, 1e3 * t.barrier / n, label.c_str());
   }
 }
 
@@ -823,7 +834,10 @@ std::string CudaStepExecutor::describe() const {
   std::string d = fmt::format("{}, {} {}", s.device_name, s.image_arch, s.image_ptx ? "PTX (JIT)" : "cubin");
   if (s.opt.graphs) d += ", graphs";
   if (s.opt.pdl) d += ", PDL";
-  if (s.step_blocks) d += fmt::format(", persistent decode step ({} blocks{})", s.step_blocks, s.opt.prefetch ? "" : ", no L2 prefetch");
+  if (s.step_blocks) {
+    d += fmt::format(", persistent decode step ({} blocks{}{})", s.step_blocks, s.opt.prefetch ? "" : ", no L2 prefetch",
+                     s.opt.release_barrier ? "" : ", fenced barrier");
+  }
   if (!s.step_note.empty()) d += ", " + s.step_note;
   if (!s.graph_note.empty()) d += " (" + s.graph_note + ")";
   if (s.api.emulated) d += ", " + s.api.description;

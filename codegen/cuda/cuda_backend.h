@@ -32,6 +32,7 @@ struct CudaOptions {
   bool persistent = true;          // steps of one token as one persistent kernel (when the plan has one)
   int step_blocks = 0;             // its blocks (0: as many as the GPU holds at once)
   bool prefetch = true;            // its phases pull the next phase's weights into L2
+  bool release_barrier = true;     // its grid barrier arrives with a release reduction (else a fence and an atomic)
   bool profile = false;            // time every op (eager launches, no PDL) and print a table to stderr at exit
   int device = 0;
   std::shared_ptr<const DriverApi> driver;  // null: libcuda.so.1 (tests pass the host emulator)
@@ -39,7 +40,7 @@ struct CudaOptions {
 
 // Overrides from the environment for experiments: BITNETC_CUDA_GRAPHS=0, BITNETC_CUDA_PDL=0,
 // BITNETC_CUDA_SPLITS=N, BITNETC_CUDA_PERSISTENT=0, BITNETC_CUDA_STEP_BLOCKS=N,
-// BITNETC_CUDA_PREFETCH=0, BITNETC_CUDA_PROFILE=1.
+// BITNETC_CUDA_PREFETCH=0, BITNETC_CUDA_RELEASE_BARRIER=0, BITNETC_CUDA_PROFILE=1.
 CudaOptions cuda_options_from_env();
 
 class CudaStepExecutor : public StepExecutor {

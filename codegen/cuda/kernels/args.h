@@ -123,5 +123,6 @@ struct StepArgs {
   const Phase* phases;
   int n_phases;
   unsigned* barrier;              // the grid barrier's counter, zeroed before each launch
-  unsigned long long* times;      // profiling: when block 0 starts each phase (ns), else null
+  unsigned long long* times;      // profiling (zeroed before each launch): GridBarrier::times, else null
+  unsigned release;               // the grid barrier's arrival: a release reduction (1) or fence + atomic (0)
 };

@@ -63,6 +63,8 @@ KFN u32 load_acquire(const u32* p) {
   return v;
 }
 KFN void spin_pause() {}
+KFN void add_release(u32* p, u32 v) { asm volatile("red.release.gpu.global.add.u32 [%0], %1;" ::"l"(p), "r"(v) : "memory"); }
+KFN void atomic_max_u64(unsigned long long* p, unsigned long long v) { atomicMax(p, v); }
 KFN void grid_barrier_stuck() { __trap(); }  // the launch fails instead of hanging
 KFN void prefetch_l2(const void* p) { asm volatile("prefetch.global.L2 [%0];" ::"l"(p)); }
 KFN char* dynamic_shared() {

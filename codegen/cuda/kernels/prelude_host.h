@@ -135,6 +135,8 @@ static inline uint4 load_bypass_l1(const uint4* p) { return *p; }
 static inline u32 load_acquire(const u32* p) { return *p; }
 // A spinning thread lets the other fibers (the other blocks of a cooperative launch) run.
 static inline void spin_pause() { emu_hooks->yield(); }
+static inline void add_release(u32* p, u32 v) { *p += v; }
+static inline void atomic_max_u64(unsigned long long* p, unsigned long long v) { *p = *p > v ? *p : v; }
 static inline void grid_barrier_stuck() {}  // the emulator reports a barrier nobody can complete itself
 static inline void prefetch_l2(const void*) {}
 static inline char* dynamic_shared() { return emu_hooks->current()->shared; }
