@@ -12,6 +12,8 @@
 #include <cmath>
 #include <random>
 
+#include <time.h>
+
 namespace bitnet::test {
 namespace {
 
@@ -209,4 +211,35 @@ TEST_CASE("x86: the opt-in int8 LM head stays close to the exact one, and ref ag
   CHECK_THROWS_WITH(compile_gguf(shared_testdata("golden/p1-gqa/model-i2_s.gguf"), tmp.file("bad.bundle"), bad), Catch::Contains("--lm-head"));
 }
 
+}  // namespace bitnet::test
+
+namespace bitnet::test {
+// Not a test: the ternary GEMV's speed per core, in thread CPU time (so another process holding a core
+// does not count), with the matrix in L2 (the kernel's own speed) and in memory. Run by hand:
+// bitnetc_tests "[.x86-bench]" -s
+TEST_CASE("x86: ternary GEMV speed per core", "[.x86-bench]") {
+  auto cpu_seconds = [] {
+    timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+  };
+  const int64_t k = 2560;
+  std::vector<int8_t> act(k, 3);
+  for (int64_t rows : {256, 65536}) {
+    std::vector<uint8_t> w(static_cast<size_t>(rows * k / 4), 0x96);
+    std::vector<int32_t> out(rows);
+    for (x86::Isa isa : isas()) {
+      for (int tile_rows : {4}) {
+        x86::TernaryKernel kernel({isa, k, k, tile_rows, 1});
+        const int reps = rows == 256 ? 4000 : 20;
+        kernel.fn()(w.data(), act.data(), out.data(), rows / 4, rows * 4);
+        const double t0 = cpu_seconds();
+        for (int r = 0; r < reps; ++r) kernel.fn()(w.data(), act.data(), out.data(), rows / 4, rows * 4);
+        const double s = cpu_seconds() - t0;
+        std::printf("{\"isa\": \"%s\", \"matrix_kb\": %lld, \"gb_s_per_core\": %.1f, \"ns_per_block_row\": %.2f}\n", x86::isa_name(isa),
+                    static_cast<long long>(w.size() / 1024), w.size() * static_cast<double>(reps) / s / 1e9, s / reps / (rows * k / 128) * 1e9);
+      }
+    }
+  }
+}
 }  // namespace bitnet::test

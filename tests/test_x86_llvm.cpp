@@ -16,9 +16,14 @@
 
 #include <elf.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <random>
+#include <thread>
+
+#include <time.h>
 
 namespace bitnet::test {
 namespace {
@@ -260,4 +265,49 @@ TEST_CASE("x86 llvm: the section's index is validated", "[x86][llvm]") {
 TEST_CASE("x86 llvm: generated kernels", "[x86][llvm]") { WARN("SKIPPED: built without LLVM (BITNETC_LLVM=OFF)"); }
 #endif
 
+}  // namespace bitnet::test
+
+namespace bitnet::test {
+#ifdef BITNETC_LLVM
+// Not a test: how fast each LM head kernel streams the 2B4T head (128256 × 2560 halves, 657 MB) for one
+// token, on 1 and 2 threads. Run by hand: bitnetc_tests "[.x86-bench]" -s
+TEST_CASE("x86 llvm: LM head bandwidth", "[.x86-bench]") {
+  const int64_t rows = 128256, k = 2560;
+  std::vector<uint16_t> w(static_cast<size_t>(rows * k));
+  for (size_t i = 0; i < w.size(); ++i) w[i] = static_cast<uint16_t>(0x3000 + (i * 7919) % 0x0c00);  // halves in [0.125, 1)
+  std::vector<float> x(k, 0.5f), y(rows);
+  const std::string section = x86::serialize_x86_kernels(x86::generate_x86_kernels(std::vector<FusedKernelSpec>{{FusedKind::LmHeadF16, k}}));
+  for (int variant = 0; variant < 3; ++variant) {
+    if (variant == 2 && !x86::CpuFeatures::detect().avx512) continue;
+    x86::FusedKernels fused(variant == 0 ? std::span<const uint8_t>{} : bytes_of(section), "bench", variant == 2);
+    const x86::LmHeadF16Fn fn = fused.lm_head_f16(k);
+    for (int threads : {1, 2}) {
+      std::vector<double> seconds;
+      for (int rep = 0; rep < 5; ++rep) {
+        if (threads == 1) {  // thread CPU time: robust to other processes on this shared machine
+          timespec t0, t1;
+          clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t0);
+          fn(w.data(), x.data(), 1, k, rows, y.data(), rows);
+          clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t1);
+          seconds.push_back((t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) * 1e-9);
+          continue;
+        }
+        const auto start = std::chrono::steady_clock::now();
+        std::vector<std::thread> pool;
+        for (int t = 0; t < threads; ++t) {
+          pool.emplace_back([&, t] {
+            const int64_t r0 = rows * t / threads, r1 = rows * (t + 1) / threads;
+            fn(w.data() + r0 * k, x.data(), 1, k, r1 - r0, y.data() + r0, rows);
+          });
+        }
+        for (auto& th : pool) th.join();
+        seconds.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+      }
+      std::sort(seconds.begin(), seconds.end());
+      std::printf("{\"kernel\": \"%s\", \"threads\": %d, \"median_ms\": %.2f, \"gb_s\": %.1f}\n", fused.describe().c_str(), threads, seconds[2] * 1e3,
+                  rows * k * 2 / seconds[2] / 1e9);
+    }
+  }
+}
+#endif
 }  // namespace bitnet::test
