@@ -148,12 +148,27 @@ KFN void norm_quant_row(const float* x, const float* x_add, const float* w, floa
   }
 }
 
+// A norm weight [K] as norm_quant_regs' threads use it (element i + 256 j in thread i): a weight, so the
+// persistent step kernel loads it before the barrier that its row waits for.
+template <int K>
+struct NormWeights {
+  float w[(K + 255) / 256];
+};
+template <int K, bool NORM>
+KFN void load_norm_weights(const float* w, NormWeights<K>& nw) {
+#pragma unroll
+  for (int j = 0; j < (K + 255) / 256; ++j) {
+    const int i = threadIdx.x + 256 * j;
+    nw.w[j] = NORM && i < K ? w[i] : 0.0f;
+  }
+}
+
 // norm_quant_row for one token row and the whole block (256 threads), the row held in registers: read
 // once (bypassing L1: in the persistent step kernel the row was written by other blocks), then reduced
 // three times. Thread i takes elements i, i + 256, ... in that order and the reductions are group_*<256>,
 // so the bytes are exactly norm_quant_row<K, 256, ...>'s.
 template <int K, bool ADD, bool NORM>
-KFN void norm_quant_regs(const float* x, const float* x_add, const float* w, float eps, float* x_sum, i8* q, float* mult_out, int* sum_out,
+KFN void norm_quant_regs(const float* x, const float* x_add, const NormWeights<K>& nw, float eps, float* x_sum, i8* q, float* mult_out, int* sum_out,
                          NormScratch& red) {
   constexpr int PER = (K + 255) / 256;
   float v[PER];
@@ -181,7 +196,7 @@ KFN void norm_quant_regs(const float* x, const float* x_add, const float* w, flo
   for (int j = 0; j < PER; ++j) {
     const int i = threadIdx.x + 256 * j;
     if (i >= K) continue;
-    v[j] = NORM ? v[j] * scale * w[i] : v[j];
+    v[j] = NORM ? v[j] * scale * nw.w[j] : v[j];
     amax = fmax_d(amax, static_cast<double>(fabsf(v[j])));
   }
   amax = group_max_d<256>(amax, red.amax);
@@ -211,12 +226,16 @@ KFN void norm_quant_regs(const float* x, const float* x_add, const float* w, flo
 // other blocks' writes are visible to it after), the block follows it through __syncthreads.
 // With `release`, thread 0 counts itself with a release reduction instead of a fence and a plain
 // atomic. Profiling (`times`): [2n] when block 0 passes the n-th wait, [2n + 1] the last arrival of phase n.
+// A wait first asks L2 for the block's share of `prefetch` (the next phase's weights): after the
+// phase's own loads, so those go first.
 struct GridBarrier {
   u32* count;
   u32 blocks;
   u32 arrived;  // this block's arrivals so far
   unsigned long long* times;
   u32 release;
+  const char* prefetch;
+  u32 prefetch_bytes;
 };
 KFN void grid_arrive(GridBarrier& b) {
   __syncthreads();
@@ -232,6 +251,10 @@ KFN void grid_arrive(GridBarrier& b) {
   ++b.arrived;
 }
 KFN void grid_wait(GridBarrier& b) {
+  const u32 share = (b.prefetch_bytes / b.blocks + 127u) / 128u * 128u;
+  for (u32 at = blockIdx.x * share + threadIdx.x * 128u; at < (blockIdx.x + 1) * share && at < b.prefetch_bytes; at += blockDim.x * 128u)
+    prefetch_l2(b.prefetch + at);
+  b.prefetch_bytes = 0;
   if (threadIdx.x == 0) {
     const u32 target = b.arrived * b.blocks;
     for (u32 spins = 0; load_acquire(b.count) < target; ++spins) {

@@ -67,6 +67,7 @@ KFN void add_release(u32* p, u32 v) { asm volatile("red.release.gpu.global.add.u
 KFN void atomic_max_u64(unsigned long long* p, unsigned long long v) { atomicMax(p, v); }
 KFN void grid_barrier_stuck() { __trap(); }  // the launch fails instead of hanging
 KFN void prefetch_l2(const void* p) { asm volatile("prefetch.global.L2 [%0];" ::"l"(p)); }
+KFN void prefetch_l1(const void* p) { asm volatile("prefetch.global.L1 [%0];" ::"l"(p)); }
 KFN char* dynamic_shared() {
   extern __shared__ __align__(16) char dynamic_smem[];
   return dynamic_smem;

@@ -139,6 +139,7 @@ static inline void add_release(u32* p, u32 v) { *p += v; }
 static inline void atomic_max_u64(unsigned long long* p, unsigned long long v) { *p = *p > v ? *p : v; }
 static inline void grid_barrier_stuck() {}  // the emulator reports a barrier nobody can complete itself
 static inline void prefetch_l2(const void*) {}
+static inline void prefetch_l1(const void*) {}
 static inline char* dynamic_shared() { return emu_hooks->current()->shared; }
 static inline unsigned long long global_timer_ns() { return emu_hooks->now_ns(); }
 static inline u32 atomic_add(u32* p, u32 v) {  // fibers of one OS thread: no concurrent access
