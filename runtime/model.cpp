@@ -7,6 +7,7 @@
 #include "ir/error.h"
 
 #include <algorithm>
+#include <cstdlib>
 
 namespace bitnet {
 
@@ -141,7 +142,11 @@ Engine::Engine(const Model& model, int64_t n_ctx, int64_t n_seq, const EngineOpt
     x86::X86Options x86_options;
     x86_options.threads = options.threads;
     x86_options.isa = options.isa;
-    if (model.has_section("x86_kernels")) x86_options.fused_kernels = model.section("x86_kernels");
+    // BITNETC_X86_FUSED=intrinsics runs the intrinsics even where the bundle has generated kernels (A/B
+    // measurements; fuzzing, where mutated machine code would crash by design).
+    const char* fused = std::getenv("BITNETC_X86_FUSED");
+    const bool intrinsics = fused && std::string(fused) == "intrinsics";
+    if (model.has_section("x86_kernels") && !intrinsics) x86_options.fused_kernels = model.section("x86_kernels");
     x86_options.fused_kernels_where = model.path() + ": section 'x86_kernels'";
     auto executor = std::make_unique<x86::X86StepExecutor>(m, model.weights(), model.arena_layout(), n_layers_of(m), n_seq, n_ctx, kv_dim_of(m), x86_options);
     threads_ = executor->threads();

@@ -7,7 +7,10 @@
 #include "codegen/x86/fused_kernels.h"
 #include "codegen/x86/vector_ops.h"
 #include "codegen/x86/x86_backend.h"
+#include "frontend/compile.h"
 #include "ir/error.h"
+#include "runtime/model.h"
+#include "tests/testdata.h"
 #ifdef BITNETC_LLVM
 #include "codegen/x86/llvm/kernel_generator.h"
 #endif
@@ -19,6 +22,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <random>
 #include <thread>
@@ -260,6 +264,24 @@ TEST_CASE("x86 llvm: the section's index is validated", "[x86][llvm]") {
   section = x86::parse_x86_kernels(bytes_of(s), "b");
   for (auto& o : section.objects) o.kernels.push_back("missing.k1");
   CHECK_THROWS_WITH(x86::FusedKernels(bytes_of(x86::serialize_x86_kernels(section)), "b", false), Catch::Contains("'missing.k1' is listed but not defined"));
+}
+
+TEST_CASE("x86 llvm: a compiled bundle runs its generated kernels unless told to use the intrinsics", "[x86][llvm]") {
+  if (levels().empty() || !have_shared("golden/p1-gqa")) return;
+  TempDir tmp("llvmbundle");
+  CompileOptions options;
+  options.target = "x86";
+  options.x86_kernels = [](const ir::Module& m, std::string* text) { return x86::generate_x86_kernels(m, text); };
+  compile_gguf(shared_testdata("golden/p1-gqa/model-i2_s.gguf"), tmp.file("m.bundle"), options);
+  auto model = Model::load(tmp.file("m.bundle"));
+  CHECK_THAT(Engine(*model, 16, 1, {1, "avx2"}).fused_kernels(), Catch::StartsWith("llvm avx2: 8 of 8"));
+  setenv("BITNETC_X86_FUSED", "intrinsics", 1);
+  const std::string fallback = Engine(*model, 16, 1, {1, "avx2"}).fused_kernels();
+  unsetenv("BITNETC_X86_FUSED");
+  CHECK_THAT(fallback, Catch::StartsWith("intrinsics"));
+  options.x86_kernels = nullptr;  // as bitnet-run compiles a GGUF on the fly
+  compile_gguf(shared_testdata("golden/p1-gqa/model-i2_s.gguf"), tmp.file("plain.bundle"), options);
+  CHECK_FALSE(Model::load(tmp.file("plain.bundle"))->has_section("x86_kernels"));
 }
 #else
 TEST_CASE("x86 llvm: generated kernels", "[x86][llvm]") { WARN("SKIPPED: built without LLVM (BITNETC_LLVM=OFF)"); }
