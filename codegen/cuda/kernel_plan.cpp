@@ -246,6 +246,8 @@ class Planner {
                {{"K", str(k)}, {"ADD", add_residual ? "true" : "false"}, {"NORM", norm ? "true" : "false"}, {"WHAT", what}});
   }
 
+  // The bodies read activations with load_bypass_l1: as phases of the step kernel they read what other
+  // blocks wrote (kernels/common.cuh, GridBarrier).
   std::string eltwise(const std::string& op, int64_t n, const std::string& what, const std::string& body) {
     return add(fmt::format("ew_{}_n{}", op, n), "eltwise.cu.in", {{"N", str(n)}, {"WHAT", what}, {"BODY", body}});
   }
@@ -311,25 +313,25 @@ class Planner {
         break;
       }
       case ir::Op::Scale:
-        out.main = eltwise("scale", n, "x * s", "a.y[t * N + i] = a.a[t * N + i] * a.w[0];");
+        out.main = eltwise("scale", n, "x * s", "a.y[t * N + i] = load_bypass_l1(a.a + t * N + i) * a.w[0];");
         break;
       case ir::Op::AddBias:
-        out.main = eltwise("add_bias", n, "x + b", "a.y[t * N + i] = a.a[t * N + i] + a.w[i];");
+        out.main = eltwise("add_bias", n, "x + b", "a.y[t * N + i] = load_bypass_l1(a.a + t * N + i) + a.w[i];");
         break;
       case ir::Op::Add:
-        out.main = eltwise("add", n, "a + b", "a.y[t * N + i] = a.a[t * N + i] + a.b[t * N + i];");
+        out.main = eltwise("add", n, "a + b", "a.y[t * N + i] = load_bypass_l1(a.a + t * N + i) + load_bypass_l1(a.b + t * N + i);");
         break;
       case ir::Op::Mul:
-        out.main = eltwise("mul", n, "a * b", "a.y[t * N + i] = a.a[t * N + i] * a.b[t * N + i];");
+        out.main = eltwise("mul", n, "a * b", "a.y[t * N + i] = load_bypass_l1(a.a + t * N + i) * load_bypass_l1(a.b + t * N + i);");
         break;
       case ir::Op::Relu2:
-        out.main = eltwise("relu2", n, "relu(x)^2", "const float r = fmax_f(a.a[t * N + i], 0.0f);\n  a.y[t * N + i] = r * r;");
+        out.main = eltwise("relu2", n, "relu(x)^2", "const float r = fmax_f(load_bypass_l1(a.a + t * N + i), 0.0f);\n  a.y[t * N + i] = r * r;");
         break;
       case ir::Op::Silu:
-        out.main = eltwise("silu", n, "x * sigmoid(x)", "const float v = a.a[t * N + i];\n  a.y[t * N + i] = v / (1.0f + expf(-v));");
+        out.main = eltwise("silu", n, "x * sigmoid(x)", "const float v = load_bypass_l1(a.a + t * N + i);\n  a.y[t * N + i] = v / (1.0f + expf(-v));");
         break;
       case ir::Op::Slice:
-        out.main = eltwise("slice", n, "a column slice", "a.y[t * N + i] = a.a[t * a.a_stride + a.a_offset + i];");
+        out.main = eltwise("slice", n, "a column slice", "a.y[t * N + i] = load_bypass_l1(a.a + t * a.a_stride + a.a_offset + i);");
         break;
       case ir::Op::Rope: {
         const int64_t d = m_.attr_int(node, "head_dim");

@@ -225,7 +225,9 @@ KFN void norm_quant_regs(const float* x, const float* x_add, const NormWeights<K
 // at GPU scope (fence) and counts itself. Waiting: thread 0 reads the count with acquire semantics (the
 // other blocks' writes are visible to it after), the block follows it through __syncthreads.
 // With `release`, thread 0 counts itself with a release reduction instead of a fence and a plain
-// atomic. Profiling (`times`): [2n] when block 0 passes the n-th wait, [2n + 1] the last arrival of phase n.
+// atomic, and polls with relaxed loads instead of acquire loads: an acquire load also invalidates the
+// SM's L1 and waits for the thread's loads in flight (the next phase's weights: microseconds), and no
+// phase needs it, because every read of data another phase wrote bypasses L1 (load_bypass_l1). Profiling (`times`): [2n] when block 0 passes the n-th wait, [2n + 1] the last arrival of phase n.
 // A wait first asks L2 for the block's share of `prefetch` (the next phase's weights): after the
 // phase's own loads, so those go first.
 struct GridBarrier {
@@ -257,7 +259,7 @@ KFN void grid_wait(GridBarrier& b) {
   b.prefetch_bytes = 0;
   if (threadIdx.x == 0) {
     const u32 target = b.arrived * b.blocks;
-    for (u32 spins = 0; load_acquire(b.count) < target; ++spins) {
+    for (u32 spins = 0; (b.release ? load_relaxed(b.count) : load_acquire(b.count)) < target; ++spins) {
       if (spins == (1u << 24)) grid_barrier_stuck();  // seconds: a bug, not a wait
       spin_pause();
     }

@@ -54,12 +54,20 @@ KFN void allow_dependent_launch() {
 KFN float load_bypass_l1(const float* p) { return __ldcg(p); }
 KFN int load_bypass_l1(const int* p) { return __ldcg(p); }
 KFN uint4 load_bypass_l1(const uint4* p) { return __ldcg(p); }
+KFN uint2 load_bypass_l1(const uint2* p) { return __ldcg(p); }
+KFN float4 load_bypass_l1(const float4* p) { return __ldcg(p); }
+KFN u16 load_bypass_l1(const u16* p) { return __ldcg(p); }
 
 // The persistent step kernel's grid barrier (common.cuh): an acquire load of the arrival counter, a pause
 // while spinning (none: the wait is short and latency is what counts), and its dynamic shared memory.
 KFN u32 load_acquire(const u32* p) {
   u32 v;
   asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
+  return v;
+}
+KFN u32 load_relaxed(const u32* p) {
+  u32 v;
+  asm volatile("ld.relaxed.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
   return v;
 }
 KFN void spin_pause() {}

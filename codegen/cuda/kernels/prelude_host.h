@@ -132,7 +132,11 @@ static inline void allow_dependent_launch() {}
 static inline float load_bypass_l1(const float* p) { return *p; }
 static inline int load_bypass_l1(const int* p) { return *p; }
 static inline uint4 load_bypass_l1(const uint4* p) { return *p; }
+static inline uint2 load_bypass_l1(const uint2* p) { return *p; }
+static inline float4 load_bypass_l1(const float4* p) { return *p; }
+static inline u16 load_bypass_l1(const u16* p) { return *p; }
 static inline u32 load_acquire(const u32* p) { return *p; }
+static inline u32 load_relaxed(const u32* p) { return *p; }
 // A spinning thread lets the other fibers (the other blocks of a cooperative launch) run.
 static inline void spin_pause() { emu_hooks->yield(); }
 static inline void add_release(u32* p, u32 v) { *p += v; }
