@@ -1,10 +1,10 @@
 #include "codegen/cuda/kernels_section.h"
 
+#include "codegen/indexed_section.h"
 #include "ir/error.h"
 
 #include <nlohmann/json.hpp>
 
-#include <cstring>
 
 namespace bitnet::cuda {
 namespace {
@@ -33,31 +33,18 @@ std::string serialize_kernels_section(const KernelsSection& s) {
     index["images"].push_back({{"arch", image.arch}, {"kind", image.ptx ? "ptx" : "cubin"}, {"offset", blobs.size()}, {"size", image.bytes.size()}});
     blobs.append(reinterpret_cast<const char*>(image.bytes.data()), image.bytes.size());
   }
-  const std::string text = index.dump();
-  std::string out(kMagic, 8);
-  const uint32_t n = static_cast<uint32_t>(text.size());
-  for (int i = 0; i < 4; ++i) out.push_back(static_cast<char>((n >> (8 * i)) & 0xff));
-  return out + text + blobs;
+  return write_indexed_section(kMagic, index, blobs);
 }
 
 KernelsSection parse_kernels_section(std::span<const uint8_t> bytes, const std::string& where) {
-  if (bytes.size() < 12 || std::memcmp(bytes.data(), kMagic, 8) != 0) fail("{}: not a CUDA kernels section (bad magic)", where);
-  uint32_t n = 0;
-  for (int i = 0; i < 4; ++i) n |= static_cast<uint32_t>(bytes[8 + i]) << (8 * i);
-  if (n > bytes.size() - 12) fail("{}: index of {} bytes but only {} follow", where, n, bytes.size() - 12);
-  const std::span<const uint8_t> blobs = bytes.subspan(12 + n);
+  const IndexedSection section = read_indexed_section(bytes, kMagic, where, "a CUDA kernels section");
+  const nlohmann::json& index = section.index;
   KernelsSection s;
   try {
-    const auto index = nlohmann::json::parse(bytes.begin() + 12, bytes.begin() + 12 + n);
-    auto blob = [&](const nlohmann::json& entry, const std::string& what) {
-      const uint64_t offset = entry.at("offset").get<uint64_t>(), size = entry.at("size").get<uint64_t>();
-      if (offset > blobs.size() || size > blobs.size() - offset) fail("{}: {}: [{}, +{}) is outside the section", where, what, offset, size);
-      return blobs.subspan(offset, size);
-    };
     s.nvrtc_version = index.at("nvrtc").get<std::string>();
     s.options = index.at("options").get<std::vector<std::string>>();
     s.kernels = index.at("kernels").get<std::vector<std::string>>();
-    const auto source = blob(index.at("source"), "source");
+    const auto source = section.blob(index.at("source"), "source");
     s.source.assign(source.begin(), source.end());
     for (const auto& entry : index.at("images")) {
       KernelImage image;
@@ -66,7 +53,7 @@ KernelsSection parse_kernels_section(std::span<const uint8_t> bytes, const std::
       if (kind != "ptx" && kind != "cubin") fail("{}: image kind '{}' is not ptx or cubin", where, kind);
       image.ptx = kind == "ptx";
       if (arch_number(image.arch, image.ptx) < 0) fail("{}: image arch '{}' is not {}NN", where, image.arch, image.ptx ? "compute_" : "sm_");
-      const auto data = blob(entry, image.arch);
+      const auto data = section.blob(entry, image.arch);
       if (image.ptx && (data.empty() || data.back() != 0)) fail("{}: PTX image {} is not NUL-terminated", where, image.arch);
       image.bytes.assign(data.begin(), data.end());
       s.images.push_back(std::move(image));

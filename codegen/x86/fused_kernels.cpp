@@ -1,5 +1,6 @@
 #include "codegen/x86/fused_kernels.h"
 
+#include "codegen/indexed_section.h"
 #include "codegen/x86/elf_object.h"
 #include "codegen/x86/vector_ops.h"
 #include "codegen/x86/x86_backend.h"
@@ -9,7 +10,6 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
-#include <cstring>
 
 namespace bitnet::x86 {
 namespace {
@@ -119,32 +119,22 @@ std::string serialize_x86_kernels(const X86KernelsSection& s) {
     index["objects"].push_back({{"level", o.level}, {"needs", o.needs}, {"kernels", o.kernels}, {"offset", blobs.size()}, {"size", o.elf.size()}});
     blobs += o.elf;
   }
-  const std::string text = index.dump();
-  std::string out(kMagic, 8);
-  const uint32_t n = static_cast<uint32_t>(text.size());
-  for (int i = 0; i < 4; ++i) out.push_back(static_cast<char>((n >> (8 * i)) & 0xff));
-  return out + text + blobs;
+  return write_indexed_section(kMagic, index, blobs);
 }
 
 X86KernelsSection parse_x86_kernels(std::span<const uint8_t> bytes, const std::string& where) {
-  if (bytes.size() < 12 || std::memcmp(bytes.data(), kMagic, 8) != 0) fail("{}: not an x86 kernels section (bad magic)", where);
-  uint32_t n = 0;
-  for (int i = 0; i < 4; ++i) n |= static_cast<uint32_t>(bytes[8 + i]) << (8 * i);
-  if (n > bytes.size() - 12) fail("{}: index of {} bytes but only {} follow", where, n, bytes.size() - 12);
-  const std::span<const uint8_t> blobs = bytes.subspan(12 + n);
+  const IndexedSection section = read_indexed_section(bytes, kMagic, where, "an x86 kernels section");
   X86KernelsSection s;
   try {
-    const auto index = nlohmann::json::parse(bytes.begin() + 12, bytes.begin() + 12 + n);
-    s.llvm_version = index.at("llvm").get<std::string>();
-    for (const auto& o : index.at("objects")) {
+    s.llvm_version = section.index.at("llvm").get<std::string>();
+    for (const auto& o : section.index.at("objects")) {
       KernelObject object;
       object.level = o.at("level").get<std::string>();
       if (object.level != "avx2" && object.level != "avx512") fail("{}: level '{}' is not avx2 or avx512", where, object.level);
       object.needs = o.at("needs").get<std::vector<std::string>>();
       object.kernels = o.at("kernels").get<std::vector<std::string>>();
-      const uint64_t offset = o.at("offset").get<uint64_t>(), size = o.at("size").get<uint64_t>();
-      if (offset > blobs.size() || size > blobs.size() - offset) fail("{}: object {}: [{}, +{}) is outside the section", where, object.level, offset, size);
-      object.elf.assign(reinterpret_cast<const char*>(blobs.data() + offset), size);
+      const auto elf = section.blob(o, "object " + object.level);
+      object.elf.assign(elf.begin(), elf.end());
       s.objects.push_back(std::move(object));
     }
   } catch (const nlohmann::json::exception& e) {
