@@ -5,9 +5,10 @@
 // model runs with float activations, as the x86 backend); activations are planned into one device arena.
 // A step of up to kMaxGemvTokens tokens (decode, batched decode) is captured once per token count as a
 // CUDA graph (inputs copied in, every kernel, logits copied out) and replayed; kernels are chained with
-// programmatic dependent launch, so each one's weight loads overlap the previous kernel's tail. A step of
-// one token (decode) runs everything before the LM head as one persistent cooperative kernel instead
-// (kernels/step_t1.cu.in): the ops are its phases, separated by grid barriers.
+// programmatic dependent launch, so each one's weight loads overlap the previous kernel's tail. With
+// CudaOptions::persistent a step of one token (decode) runs everything before the LM head as one
+// persistent cooperative kernel instead (kernels/step_t1.cu.in): the ops are its phases, separated by
+// grid barriers.
 #pragma once
 
 #include "codegen/backend.h"
@@ -29,9 +30,11 @@ struct CudaOptions {
   bool pdl = true;                 // programmatic dependent launch between consecutive kernels
   int max_step_tokens = 512;       // longer steps run in slices of this many tokens (bounds the arena)
   int attention_splits = 32;       // position ranges per (token, KV head) in steps of <= kMaxGemvTokens tokens
-  bool persistent = true;          // steps of one token as one persistent kernel (when the plan has one)
+  // Steps of one token as one persistent kernel (when the plan has one). Off by default: on the H100 it
+  // decodes no faster than graphs + PDL (bench/RESULTS.md), the per-op latency being the limit in both.
+  bool persistent = false;
   int step_blocks = 0;             // its blocks (0: as many as the GPU holds at once)
-  bool prefetch = true;            // its phases pull the next phase's weights into L2
+  bool prefetch = false;           // its phases pull the next phase's weights into L2 (measured: slightly slower)
   bool release_barrier = true;     // its grid barrier arrives with a release reduction (else a fence and an atomic)
   bool profile = false;            // time every op (eager launches, no PDL) and print a table to stderr at exit
   int device = 0;
@@ -39,8 +42,8 @@ struct CudaOptions {
 };
 
 // Overrides from the environment for experiments: BITNETC_CUDA_GRAPHS=0, BITNETC_CUDA_PDL=0,
-// BITNETC_CUDA_SPLITS=N, BITNETC_CUDA_PERSISTENT=0, BITNETC_CUDA_STEP_BLOCKS=N,
-// BITNETC_CUDA_PREFETCH=0, BITNETC_CUDA_RELEASE_BARRIER=0, BITNETC_CUDA_PROFILE=1.
+// BITNETC_CUDA_SPLITS=N, BITNETC_CUDA_PERSISTENT=1, BITNETC_CUDA_STEP_BLOCKS=N,
+// BITNETC_CUDA_PREFETCH=1, BITNETC_CUDA_RELEASE_BARRIER=0, BITNETC_CUDA_PROFILE=1.
 CudaOptions cuda_options_from_env();
 
 class CudaStepExecutor : public StepExecutor {
