@@ -242,4 +242,30 @@ TEST_CASE("x86: ternary GEMV speed per core", "[.x86-bench]") {
     }
   }
 }
+
+// The same for the prefill tiles (R rows × C tokens sharing each unpacked weight vector), weights in L2:
+// GMAC/s per core of the ternary × int8 product.
+TEST_CASE("x86: ternary GEMM tile speed per core", "[.x86-bench]") {
+  auto cpu_seconds = [] {
+    timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+  };
+  const int64_t k = 2560, rows = 256;
+  std::vector<int8_t> act(8 * k, 3);
+  std::vector<uint8_t> w(static_cast<size_t>(rows * k / 4), 0x96);
+  std::vector<int32_t> out(8 * rows);
+  for (x86::Isa isa : isas()) {
+    for (auto [r, c] : {std::pair{1, 8}, {2, 4}, {4, 2}, {2, 8}, {4, 4}, {4, 8}, {4, 6}}) {
+      if (isa == x86::Isa::Avx2 && r * c > 8) continue;
+      if (isa == x86::Isa::Avx512Vnni && r == 1) continue;
+      x86::TernaryKernel kernel({isa, k, k, r, c});
+      const int reps = 400;
+      const double t0 = cpu_seconds();
+      for (int rep = 0; rep < reps; ++rep) kernel.fn()(w.data(), act.data(), out.data(), rows / 4, rows * 4);
+      const double s = cpu_seconds() - t0;
+      std::printf("{\"isa\": \"%s\", \"tile\": \"%dx%d\", \"gmac_s_per_core\": %.1f}\n", x86::isa_name(isa), r, c, rows * k * c * static_cast<double>(reps) / s / 1e9);
+    }
+  }
+}
 }  // namespace bitnet::test

@@ -105,7 +105,7 @@ X86StepExecutor::X86StepExecutor(const ir::Module& module, std::vector<WeightVie
       const bool q8_in = m_.values[node.operands[0]].type.dtype == ir::DType::Q8 && k % kX86BlockK == 0;
       const int64_t stride = q8_in ? ir::floats_per_row(m_.values[node.operands[0]].type) * 4 : k_pad;
       kernel(k_pad, stride, 4, 1);
-      for (int c = 1; c <= kPrefillTokens; ++c) kernel(k_pad, stride, isa_ == Isa::Avx2 ? 1 : 2, c);
+      for (int c = 1; c <= kPrefillTokens; ++c) kernel(k_pad, stride, prefill_rows(), c);
     }
   }
 }
@@ -139,10 +139,9 @@ void X86StepExecutor::ternary_matmul(const Int8Rows& x, int64_t T, const WeightV
   const float* scales = reinterpret_cast<const float*>(w.data + x86_t2_scales_offset(N, K));
   if (acc_.size() < static_cast<size_t>(T * n_pad)) acc_.resize(static_cast<size_t>(T * n_pad));
   int32_t* acc = acc_.data();
-  const int prefill_rows = isa_ == Isa::Avx2 ? 1 : 2;
   const TernaryKernelFn decode = T == 1 ? kernel(k_pad, x.stride, 4, 1).fn() : nullptr;
-  const TernaryKernelFn full = T > 1 ? kernel(k_pad, x.stride, prefill_rows, kPrefillTokens).fn() : nullptr;
-  const TernaryKernelFn tail = T > 1 && T % kPrefillTokens ? kernel(k_pad, x.stride, prefill_rows, static_cast<int>(T % kPrefillTokens)).fn() : nullptr;
+  const TernaryKernelFn full = T > 1 ? kernel(k_pad, x.stride, prefill_rows(), kPrefillTokens).fn() : nullptr;
+  const TernaryKernelFn tail = T > 1 && T % kPrefillTokens ? kernel(k_pad, x.stride, prefill_rows(), static_cast<int>(T % kPrefillTokens)).fn() : nullptr;
   // Decode: about eight chunks per thread, so a descheduled thread's share is taken by the others.
   const int64_t grain = T == 1 ? std::max<int64_t>(4, band_groups / (8 * pool_.size())) : kPrefillGroups;
   pool_.parallel_for(band_groups, grain, [&](int64_t b0, int64_t b1, int) {

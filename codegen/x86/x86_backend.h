@@ -75,6 +75,10 @@ class X86StepExecutor : public StepExecutor {
   void quantize_rows(QuantizeFn quantize, const float* x, int64_t T, int64_t K, Int8Rows& out);
   Int8Rows q8_rows(const float* arena_value, int64_t T, int64_t K);
   const TernaryKernel& kernel(int64_t k_pad, int64_t act_stride, int rows, int tokens);
+  // Rows of the prefill tile (R × 8 tokens), the fastest per core in thread CPU time, weights in L2
+  // (tests/test_x86.cpp "[.x86-bench]"): AVX2 1×8 104–120 GMAC/s (2×4, 4×2 alike); VNNI 4×8 300–334
+  // (2×8 241–247, 4×4 300–311).
+  int prefill_rows() const { return isa_ == Isa::Avx2 ? 1 : 4; }
   // Element index of (layer, seq, pos) in the K or V cache.
   size_t kv_index(int64_t layer, int64_t seq, int64_t pos) const { return static_cast<size_t>(((layer * n_seq_ + seq) * n_ctx_ + pos) * kv_dim_); }
   void store_kv(const float* row, bool value, int64_t layer, int64_t seq, int64_t pos);
