@@ -498,7 +498,7 @@ void CudaStepExecutor::Impl::enqueue_ternary(size_t i, int64_t T, bool small) {
         a.x_sum = f32(norm.result);
       }
     }
-    launch(k.tiles[tile], blocks(pairs, 8 * k.pairs_per_warp), blocks(T, kTokenTiles[tile]), 1, 256, &a);
+    launch(k.tiles[tile], blocks(pairs, 8 * k.pairs_per_warp[tile]), blocks(T, kTokenTiles[tile]), 1, 256, &a);
     return;
   }
   Q8 q{};

@@ -213,9 +213,6 @@ class Planner {
       prologue_tag = "quant";
       prologue_code = fill_template(kernel_template("prologue_norm.cu.in"), {{"ADD", "false"}, {"NORM", "false"}, {"WHAT", "int8 quantization"}}, "prologue_norm");
     }
-    // Wide matrices (the gate/up pair): two row pairs per warp halve the blocks, so all of them fit on
-    // the GPU at once instead of running a second, partial wave.
-    out.pairs_per_warp = e.pairs >= 4096 ? 2 : 1;
     {  // the persistent step kernel's phase: U pairs per warp so that one turn covers the matrix on an
        // H100 (132 SMs of 8 warps), at most ~80 registers of weights per lane
       const int64_t wpl = (k / 16 + 31) / 32;
@@ -228,14 +225,18 @@ class Planner {
       phase_specs_[i] = add(fmt::format("tgemv1_{}_n{}_k{}_{}_u{}", e.tag, n, k, prologue_tag, u), "ternary_gemv_t1.cu.in", phase_holes, false);
       phase_smem_[i] = k + 8 + kNormScratchBytes;
     }
-    holes["PPW"] = str(out.pairs_per_warp);
     holes["PROLOGUE_KIND"] = prologue_tag;
     holes["PROLOGUE_CODE"] = prologue_code;
     for (size_t ti = 0; ti < kTokenTiles.size(); ++ti) {
       const int tt = kTokenTiles[ti];
       if (tt * k > kGemvSharedBytes) continue;
+      // Wide matrices (the gate/up pair): more row pairs per warp, fewer blocks, so all of them fit on
+      // the GPU at once (2 per SM on an H100 at these kernels' registers) instead of running a second,
+      // partial wave: 4 for one token (6912 pairs: 216 blocks), 2 for tiles of several (more registers).
+      out.pairs_per_warp[ti] = e.pairs >= 4096 ? (tt == 1 ? 4 : 2) : 1;
       holes["TT"] = str(tt);
-      out.tiles[ti] = add(fmt::format("tgemv_{}_n{}_k{}_{}_t{}_p{}", e.tag, n, k, prologue_tag, tt, out.pairs_per_warp), "ternary_gemv.cu.in", holes);
+      holes["PPW"] = str(out.pairs_per_warp[ti]);
+      out.tiles[ti] = add(fmt::format("tgemv_{}_n{}_k{}_{}_t{}_p{}", e.tag, n, k, prologue_tag, tt, out.pairs_per_warp[ti]), "ternary_gemv.cu.in", holes);
     }
   }
 

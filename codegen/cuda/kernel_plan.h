@@ -38,7 +38,7 @@ struct NodeKernels {
   std::array<std::string, 4> tiles; // ternary GEMV / matmul per token tile ("" where shared memory forbids)
   Prologue prologue = Prologue::Q8; // ternary GEMV input
   int fused_norm = -1;              // ternary GEMV: the (add_)rmsnorm_quant node its prologue computes
-  int pairs_per_warp = 1;           // ternary GEMV: row pairs per warp (2 for wide matrices: one wave of blocks)
+  std::array<int, 4> pairs_per_warp = {1, 1, 1, 1};  // ternary GEMV per tile: row pairs per warp (wide matrices: more, one wave of blocks)
   int gemm_warps_n = 4;             // ternary GEMM: warps across the rows (block of 64 x WARPS_N threads)
   int fused_into = -1;              // (add_)rmsnorm_quant: the GEMV node that computes it in small steps
   bool float_activations = false;   // act_quant none: f32 input, float GEMV for every step size

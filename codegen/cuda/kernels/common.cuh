@@ -148,18 +148,26 @@ KFN void norm_quant_row(const float* x, const float* x_add, const float* w, floa
   }
 }
 
-// A norm weight [K] as norm_quant_regs' threads use it (element i + 256 j in thread i): a weight, so the
-// persistent step kernel loads it before the barrier that its row waits for.
+// A norm weight [K] as norm_quant_regs' threads use it (element i + 256 j in thread i): a weight, so a
+// kernel loads it early (before waiting for its row). Held in registers up to 12 per thread; wider rows
+// (the FFN's sub-norm) read it when used: 27 more registers would halve the GEMV blocks an SM holds.
 template <int K>
 struct NormWeights {
-  float w[(K + 255) / 256];
+  static constexpr int PER = (K + 255) / 256;
+  static constexpr bool HELD = PER <= 12;
+  float w[HELD ? PER : 1];
+  const float* at;
+  __device__ __forceinline__ float get(int j) const { return HELD ? w[j] : at[threadIdx.x + 256 * j]; }
 };
 template <int K, bool NORM>
 KFN void load_norm_weights(const float* w, NormWeights<K>& nw) {
+  nw.at = w;
+  if constexpr (NormWeights<K>::HELD) {
 #pragma unroll
-  for (int j = 0; j < (K + 255) / 256; ++j) {
-    const int i = threadIdx.x + 256 * j;
-    nw.w[j] = NORM && i < K ? w[i] : 0.0f;
+    for (int j = 0; j < NormWeights<K>::PER; ++j) {
+      const int i = threadIdx.x + 256 * j;
+      nw.w[j] = NORM && i < K ? w[i] : 0.0f;
+    }
   }
 }
 
@@ -196,7 +204,7 @@ KFN void norm_quant_regs(const float* x, const float* x_add, const NormWeights<K
   for (int j = 0; j < PER; ++j) {
     const int i = threadIdx.x + 256 * j;
     if (i >= K) continue;
-    v[j] = NORM ? v[j] * scale * nw.w[j] : v[j];
+    v[j] = NORM ? v[j] * scale * nw.get(j) : v[j];
     amax = fmax_d(amax, static_cast<double>(fabsf(v[j])));
   }
   amax = group_max_d<256>(amax, red.amax);
