@@ -149,25 +149,19 @@ KFN void norm_quant_row(const float* x, const float* x_add, const float* w, floa
 }
 
 // A norm weight [K] as norm_quant_regs' threads use it (element i + 256 j in thread i): a weight, so a
-// kernel loads it early (before waiting for its row). Held in registers up to 12 per thread; wider rows
-// (the FFN's sub-norm) read it when used: 27 more registers would halve the GEMV blocks an SM holds.
+// kernel loads it early (before waiting for its row). Held in registers even for the FFN's sub-norm (27
+// per thread): reading it at use instead was measured 4 to 6 us slower per down GEMV on the H100, more
+// than the second wave of blocks its registers cost (141: one block of the one-token GEMV per SM).
 template <int K>
 struct NormWeights {
-  static constexpr int PER = (K + 255) / 256;
-  static constexpr bool HELD = PER <= 12;
-  float w[HELD ? PER : 1];
-  const float* at;
-  __device__ __forceinline__ float get(int j) const { return HELD ? w[j] : at[threadIdx.x + 256 * j]; }
+  float w[(K + 255) / 256];
 };
 template <int K, bool NORM>
 KFN void load_norm_weights(const float* w, NormWeights<K>& nw) {
-  nw.at = w;
-  if constexpr (NormWeights<K>::HELD) {
 #pragma unroll
-    for (int j = 0; j < NormWeights<K>::PER; ++j) {
-      const int i = threadIdx.x + 256 * j;
-      nw.w[j] = NORM && i < K ? w[i] : 0.0f;
-    }
+  for (int j = 0; j < (K + 255) / 256; ++j) {
+    const int i = threadIdx.x + 256 * j;
+    nw.w[j] = NORM && i < K ? w[i] : 0.0f;
   }
 }
 
@@ -204,7 +198,7 @@ KFN void norm_quant_regs(const float* x, const float* x_add, const NormWeights<K
   for (int j = 0; j < PER; ++j) {
     const int i = threadIdx.x + 256 * j;
     if (i >= K) continue;
-    v[j] = NORM ? v[j] * scale * nw.get(j) : v[j];
+    v[j] = NORM ? v[j] * scale * nw.w[j] : v[j];
     amax = fmax_d(amax, static_cast<double>(fabsf(v[j])));
   }
   amax = group_max_d<256>(amax, red.amax);
@@ -235,7 +229,8 @@ KFN void norm_quant_regs(const float* x, const float* x_add, const NormWeights<K
 // With `release`, thread 0 counts itself with a release reduction instead of a fence and a plain
 // atomic, and polls with relaxed loads instead of acquire loads: an acquire load also invalidates the
 // SM's L1 and waits for the thread's loads in flight (the next phase's weights: microseconds), and no
-// phase needs it, because every read of data another phase wrote bypasses L1 (load_bypass_l1). Profiling (`times`): [2n] when block 0 passes the n-th wait, [2n + 1] the last arrival of phase n.
+// phase needs it, because every read of data another phase wrote bypasses L1 (load_bypass_l1).
+// Profiling (`times`): [2n] when block 0 passes the n-th wait, [2n + 1] the last arrival of phase n.
 // A wait first asks L2 for the block's share of `prefetch` (the next phase's weights): after the
 // phase's own loads, so those go first.
 struct GridBarrier {
