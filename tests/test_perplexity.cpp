@@ -5,6 +5,9 @@
 // each backend's arithmetic on trained (not random) weights.
 #include "codegen/x86/x86_backend.h"
 #include "frontend/compile.h"
+#ifdef BITNETC_LLVM
+#include "codegen/x86/llvm/kernel_generator.h"
+#endif
 #include "runtime/perplexity.h"
 #include "tests/testdata.h"
 
@@ -42,12 +45,19 @@ TEST_CASE("trained model: held-out perplexity equals PyTorch's to 3 significant 
   const bool x86_ok = x86::missing_isa(x86::required_isa(), x86::CpuFeatures::detect()).empty();
   if (!x86_ok) WARN("SKIPPED: x86 backend (this CPU lacks AVX2/FMA/F16C)");
   for (std::string format : {"i2_s", "tq2_0"}) {
-    for (std::string target : {"x86", "ref"}) {
+    for (std::string variant : {"x86", "x86-llvm", "ref"}) {  // x86-llvm: with the fused kernels LLVM generates
+#ifndef BITNETC_LLVM
+      if (variant == "x86-llvm") continue;
+#endif
+      const std::string target = variant == "ref" ? "ref" : "x86";
       if (target == "x86" && !x86_ok) continue;
-      DYNAMIC_SECTION(format << " " << target) {
+      DYNAMIC_SECTION(format << " " << variant) {
         TempDir tmp("ppl");
         CompileOptions options;
         options.target = target;
+#ifdef BITNETC_LLVM
+        if (variant == "x86-llvm") options.x86_kernels = [](const ir::Module& m, std::string* text) { return x86::generate_x86_kernels(m, text); };
+#endif
         compile_gguf(repo_file("models/bitnet-brown-23m-" + format + ".gguf"), tmp.file("m.bundle"), options);
         auto model = Model::load(tmp.file("m.bundle"));
         auto ids = heldout_ids(*model);
@@ -56,7 +66,7 @@ TEST_CASE("trained model: held-out perplexity equals PyTorch's to 3 significant 
         // single tokens' losses a little, which the full text averages out (x86 and PyTorch agree to 5
         // digits there; ref's full-text figure is in models/README.md).
         auto r = perplexity(*model, ids, n_ctx, {2}, target == "ref" ? 1 : 0);
-        INFO(format << " " << target << ": ppl " << r.ppl << " over " << r.scored_tokens << " tokens; PyTorch " << pytorch);
+        INFO(format << " " << variant << ": ppl " << r.ppl << " over " << r.scored_tokens << " tokens; PyTorch " << pytorch);
         if (target == "x86") {
           CHECK(r.scored_tokens == report.at("heldout_scored_tokens").get<int64_t>());
           CHECK(significant3(r.ppl) == significant3(pytorch));
