@@ -101,7 +101,7 @@ TEST_CASE("x86 llvm: generated kernels equal the intrinsics", "[x86][llvm]") {
         for (bool add : {false, true}) {  // [residual +] norm + quantize: bit for bit
           std::vector<float> sum_got(k), sum_want(k);
           std::vector<int8_t> q_got(k), q_want(k);
-          const float a_got = fused.norm_quant(k, add)(x.data(), add ? r.data() : nullptr, sum_got.data(), w.data(), 1e-5f, k, q_got.data());
+          const float a_got = fused.bind_as<x86::NormQuantFn>({add ? FusedKind::AddNormQuant : FusedKind::NormQuant, k})(x.data(), add ? r.data() : nullptr, sum_got.data(), w.data(), 1e-5f, k, q_got.data());
           std::vector<float> src = x, normed(k);
           if (add)
             for (int64_t i = 0; i < k; ++i) src[i] = sum_want[i] = x[i] + r[i];
@@ -113,7 +113,7 @@ TEST_CASE("x86 llvm: generated kernels equal the intrinsics", "[x86][llvm]") {
           if (add) CHECK(sum_got == sum_want);
         }
         std::vector<float> y_got(k), y_want(k);
-        fused.rmsnorm(k)(x.data(), w.data(), 1e-6f, k, y_got.data());
+        fused.bind_as<x86::RmsNormFn>({FusedKind::RmsNorm, k})(x.data(), w.data(), 1e-6f, k, y_got.data());
         x86::rmsnorm_row(x.data(), k, w.data(), 1e-6f, y_want.data());
         CHECK(y_got == y_want);
         std::vector<int8_t> q_got(k), q_want(k);
@@ -121,11 +121,11 @@ TEST_CASE("x86 llvm: generated kernels equal the intrinsics", "[x86][llvm]") {
         auto big = x;
         big[k / 3] = 1e30f;  // one huge value: everything else rounds to 0 or ±1
         for (const std::vector<float>* row : {&x, static_cast<const std::vector<float>*>(&big)}) {
-          CHECK(fused.quantize(k)(row->data(), k, q_got.data(), &s_got) == x86::quantize_row_int8(row->data(), k, q_want.data(), &s_want));
+          CHECK(fused.bind_as<x86::QuantizeFn>({FusedKind::Quantize, k})(row->data(), k, q_got.data(), &s_got) == x86::quantize_row_int8(row->data(), k, q_want.data(), &s_want));
           CHECK(q_got == q_want);
           CHECK(s_got == s_want);
         }
-        fused.glu_relu2()(x.data(), r.data(), k, y_got.data());
+        fused.bind_as<x86::GluFn>({FusedKind::GluRelu2})(x.data(), r.data(), k, y_got.data());
         x86::glu_row(x.data(), r.data(), k, true, y_want.data());
         CHECK(y_got == y_want);
 
@@ -141,10 +141,10 @@ TEST_CASE("x86 llvm: generated kernels equal the intrinsics", "[x86][llvm]") {
         for (int64_t T : {1, 3, 4, 6}) {
           const auto xs = random_floats(static_cast<size_t>(T * k), rng);
           std::vector<float> got(T * rows), want(T * rows);
-          fused.lm_head_f16(k)(wf16.data(), xs.data(), T, k, rows, got.data(), rows);
+          fused.bind_as<x86::LmHeadF16Fn>({FusedKind::LmHeadF16, k})(wf16.data(), xs.data(), T, k, rows, got.data(), rows);
           for (int64_t n = 0; n < rows; ++n) x86::dot_f16_rows(wf16.data() + n * k, xs.data(), k, T, k, want.data() + n, rows);
           CHECK(max_relative(got, want) < 1e-5);
-          fused.lm_head_i8(k)(wi8.data(), scales.data(), xs.data(), T, k, rows, got.data(), rows);
+          fused.bind_as<x86::LmHeadI8Fn>({FusedKind::LmHeadI8, k})(wi8.data(), scales.data(), xs.data(), T, k, rows, got.data(), rows);
           for (int64_t n = 0; n < rows; ++n) x86::dot_i8_rows(wi8.data() + n * k, scales[n], xs.data(), k, T, k, want.data() + n, rows);
           CHECK(max_relative(got, want) < 1e-5);
         }
@@ -170,7 +170,7 @@ TEST_CASE("x86 llvm: generated kernels equal the intrinsics", "[x86][llvm]") {
           }
           std::vector<float> q(q_dim), k32(kv_dim), v32(kv_dim);
           std::vector<uint16_t> k16(kv_dim), v16(kv_dim), k16_want(kv_dim), v16_want(kv_dim);
-          fused.rope_qkv(d, n_head, n_head_kv, kv_f32)(row.data(), cos.data(), sin.data(), q.data(), kv_f32 ? static_cast<void*>(k32.data()) : k16.data(),
+          fused.bind_as<x86::RopeQkvFn>({.kind = FusedKind::RopeQkv, .head_dim = d, .n_head = n_head, .n_head_kv = n_head_kv, .kv_f32 = kv_f32})(row.data(), cos.data(), sin.data(), q.data(), kv_f32 ? static_cast<void*>(k32.data()) : k16.data(),
                                                         kv_f32 ? static_cast<void*>(v32.data()) : v16.data());
           CHECK(q == std::vector<float>(rotated.begin(), rotated.begin() + q_dim));
           if (kv_f32) {
@@ -194,7 +194,7 @@ TEST_CASE("x86 llvm: generated kernels equal the intrinsics", "[x86][llvm]") {
             const void* kp = kv_f32 ? static_cast<const void*>(kf.data()) : kh.data();
             const void* vp = kv_f32 ? static_cast<const void*>(vf.data()) : vh.data();
             std::vector<float> scores(n), got(d), want(d);
-            fused.attend(d, kv_f32)(qv.data(), kp, vp, stride, n, d, scores.data(), got.data());
+            fused.bind_as<x86::AttendFn>({.kind = FusedKind::Attend, .head_dim = d, .kv_f32 = kv_f32})(qv.data(), kp, vp, stride, n, d, scores.data(), got.data());
             if (kv_f32) {
               x86::attend_head(qv.data(), kf.data(), vf.data(), stride, n, d, scores.data(), want.data());
             } else {
@@ -302,7 +302,7 @@ TEST_CASE("x86 llvm: LM head bandwidth", "[.x86-bench]") {
   for (int variant = 0; variant < 3; ++variant) {
     if (variant == 2 && !x86::CpuFeatures::detect().avx512) continue;
     x86::FusedKernels fused(variant == 0 ? std::span<const uint8_t>{} : bytes_of(section), "bench", variant == 2);
-    const x86::LmHeadF16Fn fn = fused.lm_head_f16(k);
+    const auto fn = fused.bind_as<x86::LmHeadF16Fn>({FusedKind::LmHeadF16, k});
     for (int threads : {1, 2}) {
       std::vector<double> seconds;
       for (int rep = 0; rep < 5; ++rep) {

@@ -69,44 +69,44 @@ bool kv_cache_f32(const ir::Module& module) {
   return false;
 }
 
+std::vector<FusedKernelSpec> fused_kernel_specs(const ir::Module& m, const ir::Node& node, bool kv_f32) {
+  auto features = [&](size_t i) { return m.values[node.operands[i]].type.dims.back(); };
+  switch (node.op) {
+    case ir::Op::RmsNormQuant: return {{FusedKind::NormQuant, m.values[node.result].type.dims.back()}};
+    case ir::Op::AddRmsNormQuant: return {{FusedKind::AddNormQuant, m.values[node.extra_results[0]].type.dims.back()}};
+    case ir::Op::RmsNorm: return {{FusedKind::RmsNorm, m.values[node.result].type.dims.back()}};
+    case ir::Op::BitLinear:
+    case ir::Op::BitLinearGlu:
+    case ir::Op::QkvRopeCache: {
+      std::vector<FusedKernelSpec> specs;
+      const bool act_int8 = node.attrs.count("act_quant") && m.attr_string(node, "act_quant") == "int8_token";
+      if (m.values[node.operands[0]].type.dtype == ir::DType::F32 && act_int8) specs.push_back({FusedKind::Quantize, features(0)});
+      if (node.op == ir::Op::BitLinearGlu && m.attr_string(node, "act") == "relu2") specs.push_back({FusedKind::GluRelu2});
+      if (node.op == ir::Op::QkvRopeCache) {
+        specs.push_back({.kind = FusedKind::RopeQkv, .head_dim = m.attr_int(node, "head_dim"), .n_head = m.attr_int(node, "n_head"),
+                         .n_head_kv = m.attr_int(node, "n_head_kv"), .kv_f32 = kv_f32});
+      }
+      return specs;
+    }
+    case ir::Op::Attention:
+    case ir::Op::Attend:
+      return {{.kind = FusedKind::Attend, .head_dim = features(0) / m.attr_int(node, "n_head"), .kv_f32 = kv_f32}};
+    case ir::Op::MatMul: {
+      const ir::DType dt = m.weights[node.weights[0]].type.dtype;
+      if (dt == ir::DType::F16) return {{FusedKind::LmHeadF16, features(0)}};
+      if (dt == ir::DType::I8) return {{FusedKind::LmHeadI8, features(0)}};
+      return {};
+    }
+    default: return {};
+  }
+}
+
 std::vector<FusedKernelSpec> fused_kernel_specs(const ir::Module& m) {
   std::vector<FusedKernelSpec> specs;
-  auto add = [&](FusedKernelSpec s) {
-    if (std::find(specs.begin(), specs.end(), s) == specs.end()) specs.push_back(s);
-  };
   const bool kv_f32 = kv_cache_f32(m);
   for (const ir::Node& node : m.nodes) {
-    const int64_t n = m.values[node.result].type.dims.back();
-    auto features = [&](size_t i) { return m.values[node.operands[i]].type.dims.back(); };
-    auto act_int8 = [&] { return node.attrs.count("act_quant") && m.attr_string(node, "act_quant") == "int8_token"; };
-    auto f32_input = [&] { return m.values[node.operands[0]].type.dtype == ir::DType::F32; };
-    switch (node.op) {
-      case ir::Op::RmsNormQuant: add({FusedKind::NormQuant, m.values[node.result].type.dims.back()}); break;
-      case ir::Op::AddRmsNormQuant: add({FusedKind::AddNormQuant, m.values[node.extra_results[0]].type.dims.back()}); break;
-      case ir::Op::RmsNorm: add({FusedKind::RmsNorm, n}); break;
-      case ir::Op::BitLinear:
-      case ir::Op::BitLinearGlu:
-      case ir::Op::QkvRopeCache:
-        if (f32_input() && act_int8()) add({FusedKind::Quantize, features(0)});
-        if (node.op == ir::Op::BitLinearGlu && m.attr_string(node, "act") == "relu2") add({FusedKind::GluRelu2});
-        if (node.op == ir::Op::QkvRopeCache) {
-          add({.kind = FusedKind::RopeQkv, .head_dim = m.attr_int(node, "head_dim"), .n_head = m.attr_int(node, "n_head"),
-               .n_head_kv = m.attr_int(node, "n_head_kv"), .kv_f32 = kv_f32});
-        }
-        break;
-      case ir::Op::Attention:
-      case ir::Op::Attend: {
-        const int64_t n_head = m.attr_int(node, "n_head");
-        add({.kind = FusedKind::Attend, .head_dim = m.values[node.operands[0]].type.dims.back() / n_head, .kv_f32 = kv_f32});
-        break;
-      }
-      case ir::Op::MatMul: {
-        const ir::DType dt = m.weights[node.weights[0]].type.dtype;
-        if (dt == ir::DType::F16) add({FusedKind::LmHeadF16, features(0)});
-        if (dt == ir::DType::I8) add({FusedKind::LmHeadI8, features(0)});
-        break;
-      }
-      default: break;
+    for (const FusedKernelSpec& s : fused_kernel_specs(m, node, kv_f32)) {
+      if (std::find(specs.begin(), specs.end(), s) == specs.end()) specs.push_back(s);
     }
   }
   return specs;
@@ -164,44 +164,26 @@ FusedKernels::FusedKernels(std::span<const uint8_t> section, const std::string& 
 
 FusedKernels::~FusedKernels() = default;
 
-void* FusedKernels::find(const FusedKernelSpec& spec) const {
-  if (!object_) return nullptr;
-  const std::string name = spec.name();
-  void* fn = object_->symbol(name);
-  if (fn) bound_.insert(name);
-  return fn;
-}
-
-NormQuantFn FusedKernels::norm_quant(int64_t k, bool add) const {
-  if (void* fn = find({add ? FusedKind::AddNormQuant : FusedKind::NormQuant, k})) return reinterpret_cast<NormQuantFn>(fn);
-  return norm_quant_fallback;
-}
-RmsNormFn FusedKernels::rmsnorm(int64_t n) const {
-  if (void* fn = find({FusedKind::RmsNorm, n})) return reinterpret_cast<RmsNormFn>(fn);
-  return rmsnorm_fallback;
-}
-QuantizeFn FusedKernels::quantize(int64_t k) const {
-  if (void* fn = find({FusedKind::Quantize, k})) return reinterpret_cast<QuantizeFn>(fn);
-  return quantize_row_int8;
-}
-GluFn FusedKernels::glu_relu2() const {
-  if (void* fn = find({FusedKind::GluRelu2})) return reinterpret_cast<GluFn>(fn);
-  return glu_relu2_fallback;
-}
-RopeQkvFn FusedKernels::rope_qkv(int64_t head_dim, int64_t n_head, int64_t n_head_kv, bool kv_f32) const {
-  return reinterpret_cast<RopeQkvFn>(find({.kind = FusedKind::RopeQkv, .head_dim = head_dim, .n_head = n_head, .n_head_kv = n_head_kv, .kv_f32 = kv_f32}));
-}
-AttendFn FusedKernels::attend(int64_t head_dim, bool kv_f32) const {
-  if (void* fn = find({.kind = FusedKind::Attend, .head_dim = head_dim, .kv_f32 = kv_f32})) return reinterpret_cast<AttendFn>(fn);
-  return kv_f32 ? attend_f32_fallback : attend_f16_fallback;
-}
-LmHeadF16Fn FusedKernels::lm_head_f16(int64_t k) const {
-  if (void* fn = find({FusedKind::LmHeadF16, k})) return reinterpret_cast<LmHeadF16Fn>(fn);
-  return lm_head_f16_fallback;
-}
-LmHeadI8Fn FusedKernels::lm_head_i8(int64_t k) const {
-  if (void* fn = find({FusedKind::LmHeadI8, k})) return reinterpret_cast<LmHeadI8Fn>(fn);
-  return lm_head_i8_fallback;
+void* FusedKernels::bind(const FusedKernelSpec& spec) const {
+  if (object_) {
+    const std::string name = spec.name();
+    if (void* fn = object_->symbol(name)) {
+      bound_.insert(name);
+      return fn;
+    }
+  }
+  switch (spec.kind) {
+    case FusedKind::NormQuant:
+    case FusedKind::AddNormQuant: return reinterpret_cast<void*>(&norm_quant_fallback);
+    case FusedKind::RmsNorm: return reinterpret_cast<void*>(&rmsnorm_fallback);
+    case FusedKind::Quantize: return reinterpret_cast<void*>(&quantize_row_int8);
+    case FusedKind::GluRelu2: return reinterpret_cast<void*>(&glu_relu2_fallback);
+    case FusedKind::RopeQkv: return nullptr;
+    case FusedKind::Attend: return reinterpret_cast<void*>(spec.kv_f32 ? &attend_f32_fallback : &attend_f16_fallback);
+    case FusedKind::LmHeadF16: return reinterpret_cast<void*>(&lm_head_f16_fallback);
+    case FusedKind::LmHeadI8: return reinterpret_cast<void*>(&lm_head_i8_fallback);
+  }
+  return nullptr;
 }
 
 std::string FusedKernels::describe() const {

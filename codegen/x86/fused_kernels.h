@@ -56,8 +56,10 @@ struct FusedKernelSpec {
 
 // Whether the x86 executor keeps its KV cache in f32 (a model run with float activations) or f16.
 bool kv_cache_f32(const ir::Module& module);
-// The fused kernel of each node that has one (the spec's kind says which); used by the generator and
-// the executor alike, so the names agree.
+// The fused kernels `node` runs (none, one, or for a BitLinear a quantize, its GLU epilogue, its RoPE):
+// the one mapping from nodes to kernels, used by the generator and the executor alike.
+std::vector<FusedKernelSpec> fused_kernel_specs(const ir::Module& module, const ir::Node& node, bool kv_f32);
+// Every kernel of the module, once each.
 std::vector<FusedKernelSpec> fused_kernel_specs(const ir::Module& module);
 
 // The section "x86_kernels": per level, the ELF object and the kernels it defines.
@@ -83,20 +85,16 @@ class FusedKernels {
   // `section` may be empty (no LLVM kernels); `avx512` picks that level's object when there is one.
   FusedKernels(std::span<const uint8_t> section, const std::string& where, bool avx512);
   ~FusedKernels();
-  NormQuantFn norm_quant(int64_t k, bool add) const;
-  RmsNormFn rmsnorm(int64_t n) const;
-  QuantizeFn quantize(int64_t k) const;
-  GluFn glu_relu2() const;
-  RopeQkvFn rope_qkv(int64_t head_dim, int64_t n_head, int64_t n_head_kv, bool kv_f32) const;  // null: no generated one
-  AttendFn attend(int64_t head_dim, bool kv_f32) const;
-  LmHeadF16Fn lm_head_f16(int64_t k) const;
-  LmHeadI8Fn lm_head_i8(int64_t k) const;
+  // The kernel of `spec`: the bundle's generated one, else the intrinsics behind the same signature (null
+  // for RopeQkv, whose fallback is the executor's own loop). Cast to the kind's *Fn type.
+  void* bind(const FusedKernelSpec& spec) const;
+  template <class Fn>
+  Fn bind_as(const FusedKernelSpec& spec) const { return reinterpret_cast<Fn>(bind(spec)); }
   // "llvm avx512: 9 of 9 kernels bound" or "intrinsics (the bundle has no x86_kernels section)".
   std::string describe() const;
   size_t bound() const { return bound_.size(); }
 
  private:
-  void* find(const FusedKernelSpec& spec) const;  // records what it binds
   std::unique_ptr<ElfObject> object_;
   std::string level_;
   size_t n_kernels_ = 0;

@@ -69,31 +69,20 @@ X86StepExecutor::X86StepExecutor(const ir::Module& module, std::vector<WeightVie
     v_half_.reset(new uint16_t[kv_elements]);
   }
   scores_.resize(static_cast<size_t>(pool_.size() * n_ctx));
-  for (const ir::Node& node : m_.nodes) {  // as fused_kernel_specs() names them
+  for (const ir::Node& node : m_.nodes) {
     NodeKernels& k = node_kernels_.emplace_back();
-    const int64_t n = m_.values[node.result].type.dims.back(), in = m_.values[node.operands[0]].type.dims.back();
-    switch (node.op) {
-      case ir::Op::RmsNormQuant: k.norm_quant = fused_.norm_quant(n, false); break;
-      case ir::Op::AddRmsNormQuant: k.norm_quant = fused_.norm_quant(m_.values[node.extra_results[0]].type.dims.back(), true); break;
-      case ir::Op::RmsNorm: k.rmsnorm = fused_.rmsnorm(n); break;
-      case ir::Op::BitLinear:
-      case ir::Op::BitLinearGlu:
-      case ir::Op::QkvRopeCache:
-        k.quantize = fused_.quantize(in);
-        if (node.op == ir::Op::BitLinearGlu) k.glu_relu2 = fused_.glu_relu2();
-        if (node.op == ir::Op::QkvRopeCache) {
-          k.rope_qkv = fused_.rope_qkv(m_.attr_int(node, "head_dim"), m_.attr_int(node, "n_head"), m_.attr_int(node, "n_head_kv"), kv_f32_);
-        }
-        break;
-      case ir::Op::Attention:
-      case ir::Op::Attend: k.attend = fused_.attend(kv_dim_ / m_.attr_int(node, "n_head_kv"), kv_f32_); break;
-      case ir::Op::MatMul: {
-        const ir::DType dtype = m_.weights[node.weights[0]].type.dtype;
-        if (dtype == ir::DType::F16) k.lm_head_f16 = fused_.lm_head_f16(in);
-        if (dtype == ir::DType::I8) k.lm_head_i8 = fused_.lm_head_i8(in);
-        break;
+    for (const FusedKernelSpec& spec : fused_kernel_specs(m_, node, kv_f32_)) {
+      switch (spec.kind) {
+        case FusedKind::NormQuant:
+        case FusedKind::AddNormQuant: k.norm_quant = fused_.bind_as<NormQuantFn>(spec); break;
+        case FusedKind::RmsNorm: k.rmsnorm = fused_.bind_as<RmsNormFn>(spec); break;
+        case FusedKind::Quantize: k.quantize = fused_.bind_as<QuantizeFn>(spec); break;
+        case FusedKind::GluRelu2: k.glu_relu2 = fused_.bind_as<GluFn>(spec); break;
+        case FusedKind::RopeQkv: k.rope_qkv = fused_.bind_as<RopeQkvFn>(spec); break;
+        case FusedKind::Attend: k.attend = fused_.bind_as<AttendFn>(spec); break;
+        case FusedKind::LmHeadF16: k.lm_head_f16 = fused_.bind_as<LmHeadF16Fn>(spec); break;
+        case FusedKind::LmHeadI8: k.lm_head_i8 = fused_.bind_as<LmHeadI8Fn>(spec); break;
       }
-      default: break;
     }
   }
   // JIT the kernels of every ternary shape now, so a step never generates code.
