@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <span>
+#include <vector>
 
 namespace bitnet {
 
@@ -13,11 +14,18 @@ struct StepInputs {
   bool all_logits = true;                     // false: only the last token's row is needed
 };
 
+// Index of the largest logit; ties go to the lowest id. `logits` must not be empty. The greedy choice
+// everywhere: the sampler's, and run_greedy's (the CUDA argmax kernel follows the same rule).
+int32_t argmax(std::span<const float> logits);
+
 class StepExecutor {
  public:
   virtual ~StepExecutor() = default;
   // Logits row-major [rows, V]: T rows, or the last token's row alone when !all_logits.
   virtual std::span<const float> run(const StepInputs& inputs) = 0;
+  // The greedy token (argmax of the logits, the lowest id among equals) of each of those rows. Backends
+  // whose logits live elsewhere (a GPU) choose there and return only the ids.
+  virtual std::vector<int32_t> run_greedy(const StepInputs& inputs);
 };
 
 }  // namespace bitnet

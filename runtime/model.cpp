@@ -171,13 +171,23 @@ Engine::~Engine() = default;
 
 std::span<const float> Engine::step(std::span<const int32_t> tokens, std::span<const int32_t> pos, std::span<const int32_t> seq,
                                     bool all_logits) {
+  check_step(tokens, pos, seq);
+  return executor_->run({tokens, pos, seq, all_logits});
+}
+
+std::vector<int32_t> Engine::step_greedy(std::span<const int32_t> tokens, std::span<const int32_t> pos, std::span<const int32_t> seq,
+                                         bool all_logits) {
+  check_step(tokens, pos, seq);
+  return executor_->run_greedy({tokens, pos, seq, all_logits});
+}
+
+void Engine::check_step(std::span<const int32_t> tokens, std::span<const int32_t> pos, std::span<const int32_t> seq) const {
   if (tokens.size() != pos.size() || tokens.size() != seq.size() || tokens.empty()) fail("step: tokens, positions and slots must be non-empty and of equal length");
   for (size_t t = 0; t < tokens.size(); ++t) {
     if (tokens[t] < 0 || tokens[t] >= model_.n_vocab()) fail("token id {} is outside the vocabulary [0, {})", tokens[t], model_.n_vocab());
     if (pos[t] < 0 || pos[t] >= n_ctx()) fail("position {} is outside the context of {} tokens (-c)", pos[t], n_ctx());
     if (seq[t] < 0 || seq[t] >= n_seq()) fail("sequence slot {} is outside [0, {})", seq[t], n_seq());
   }
-  return executor_->run({tokens, pos, seq, all_logits});
 }
 
 }  // namespace bitnet

@@ -66,6 +66,10 @@ class Engine {
   // the last token's row [1, n_vocab] when `all_logits` is false (prompt processing).
   std::span<const float> step(std::span<const int32_t> tokens, std::span<const int32_t> pos, std::span<const int32_t> seq,
                               bool all_logits = true);
+  // The same step, returning the greedy token of each row (or of the last, as `all_logits`): on a GPU
+  // the argmax runs there and only the ids come back.
+  std::vector<int32_t> step_greedy(std::span<const int32_t> tokens, std::span<const int32_t> pos, std::span<const int32_t> seq,
+                                   bool all_logits = true);
   int64_t n_ctx() const { return n_ctx_; }
   int64_t n_seq() const { return n_seq_; }
   int threads() const { return threads_; }
@@ -74,6 +78,7 @@ class Engine {
   const std::string& fused_kernels() const { return fused_kernels_; }
 
  private:
+  void check_step(std::span<const int32_t> tokens, std::span<const int32_t> pos, std::span<const int32_t> seq) const;
   const Model& model_;
   int64_t n_ctx_, n_seq_;
   int threads_ = 1;

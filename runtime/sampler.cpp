@@ -54,13 +54,6 @@ void validate(const SamplingParams& p, size_t n_vocab) {
 
 }  // namespace
 
-int32_t argmax(std::span<const float> logits) {
-  size_t best = 0;
-  for (size_t i = 1; i < logits.size(); ++i)
-    if (logits[i] > logits[best]) best = i;  // strict: an equal later logit never wins
-  return int32_t(best);
-}
-
 Sampler::Sampler(SamplingParams params, size_t n_vocab) : params_(std::move(params)), n_vocab_(n_vocab) {
   validate(params_, n_vocab_);
   logits_.resize(n_vocab_);

@@ -6,6 +6,8 @@
 // does not allocate.
 #pragma once
 
+#include "codegen/backend.h"  // argmax
+
 #include <cstddef>
 #include <cstdint>
 #include <random>
@@ -30,9 +32,6 @@ struct SamplingParams {
 };
 
 inline constexpr uint32_t kRandomSeed = 0xFFFFFFFF;
-
-// Index of the largest logit; ties go to the lowest id. `logits` must not be empty.
-int32_t argmax(std::span<const float> logits);
 
 class Sampler {
  public:

@@ -88,20 +88,14 @@ run() {
   local model=/tmp/bitnetc-2b4t.gguf bundle=/tmp/bitnetc-2b4t.bundle
   step synth 60 build-device/tools/bitnetc synth --shape 2b4t --type i2_s -o "$model" --vocab tests/data/llama3-vocab.gguf
   step compile 90 build-device/tools/bitnetc compile "$model" -o "$bundle" --target cuda
-  # Decode op by op (the default), then with the persistent step kernel, with its L2 prefetch, and with its
-  # fence + atomic grid barrier; per-op and per-phase profiles.
-  step bench 120 bash -c "build-device/tools/bitnet-run bench '$bundle' -p 512 -n 128 -r 5 --json > '$out/bench_2b4t.json'"
+  # Prefill, decode of 1, 8 and 64 sequences (op by op, graphs for steps of up to 8 tokens), then decode
+  # with the persistent step kernel; a per-op profile of prefill and of decode at batch 1 and 64.
+  step bench 240 bash -c "build-device/tools/bitnet-run bench '$bundle' -p 512 -n 128 -b 1,8,64 -r 5 --json > '$out/bench_2b4t.json'"
   cat "$out/bench_2b4t.json"
-  step bench_step 120 bash -c "BITNETC_CUDA_PERSISTENT=1 build-device/tools/bitnet-run bench '$bundle' -p 0 -n 128 -r 5 --json > '$out/bench_2b4t_step.json'"
+  step bench_step 120 bash -c "BITNETC_CUDA_PERSISTENT=1 build-device/tools/bitnet-run bench '$bundle' -p 0 -n 128 -r 3 --json > '$out/bench_2b4t_step.json'"
   cat "$out/bench_2b4t_step.json"
-  step bench_step_prefetch 120 bash -c "BITNETC_CUDA_PERSISTENT=1 BITNETC_CUDA_PREFETCH=1 build-device/tools/bitnet-run bench '$bundle' -p 0 -n 128 -r 3 --json > '$out/bench_2b4t_step_prefetch.json'"
-  cat "$out/bench_2b4t_step_prefetch.json"
-  step bench_step_fenced 120 bash -c "BITNETC_CUDA_PERSISTENT=1 BITNETC_CUDA_RELEASE_BARRIER=0 build-device/tools/bitnet-run bench '$bundle' -p 0 -n 128 -r 3 --json > '$out/bench_2b4t_step_fenced.json'"
-  cat "$out/bench_2b4t_step_fenced.json"
-  step profile 60 env BITNETC_CUDA_PROFILE=1 build-device/tools/bitnet-run bench "$bundle" -p 512 -n 64 -r 1
-  grep -A40 "cuda profile" /tmp/bitnetc-step-profile.log > "$out/profile.txt"
-  step profile_step 60 env BITNETC_CUDA_PROFILE=1 BITNETC_CUDA_PERSISTENT=1 build-device/tools/bitnet-run bench "$bundle" -p 0 -n 64 -r 1
-  grep -A40 "cuda profile" /tmp/bitnetc-step-profile_step.log > "$out/profile_step.txt"
+  step profile 120 env BITNETC_CUDA_PROFILE=1 build-device/tools/bitnet-run bench "$bundle" -p 512 -n 32 -b 1,64 -r 1
+  grep -A80 "cuda profile" /tmp/bitnetc-step-profile.log > "$out/profile.txt"
   step cuda_bench 240 env BITNETC_CUDA_BENCH_BUNDLE="$bundle" build-device/tests/bitnetc_tests "[.cuda-bench]" -s
   grep -E "^\{" /tmp/bitnetc-step-cuda_bench.log > "$out/cuda_bench.jsonl"
   cat "$out/cuda_bench.jsonl"

@@ -345,6 +345,11 @@ TEST_CASE("cuda: the executor on the host emulator stays within the stated bound
         }
         CHECK(rows[0] == rows[1]);
         CHECK(rows[0] == rows[2]);
+        // The prompt's tensor-core GEMMs cut into 3 ranges of K each, their int32 sums merged by the
+        // last block: the same bits.
+        options.graphs = false, options.k_splits = 3;
+        CudaModel split = open_cuda(bundle, 64, 1, options);
+        CHECK(prompt_then_decode([&](auto& ids, auto& pos, auto& seq) { return split.step(ids, pos, seq); }) == rows[0]);
         const Diff d = compare(ref, rows[1]);
         INFO("max|d| " << d.max_abs << " cosine " << d.cosine);
         // The synthetic models' random weights condition int8 mode worse: the x86 backend is 0.35 from
@@ -368,15 +373,30 @@ TEST_CASE("cuda: emulated attention over a context split in ranges merges to ref
       const std::string bundle = compile_for(gguf, "cuda", mode, tmp);
       cuda::CudaOptions options;
       options.driver = emulator_for(bundle, tmp);
-      std::vector<float> rows[3];
-      for (int v = 0; v < 3; ++v) {  // eager, graphs, op by op instead of the step kernel
+      std::vector<float> rows[4];
+      for (int v = 0; v < 4; ++v) {  // eager, graphs, op by op instead of the step kernel, f32 prefill attention
         options.graphs = v == 1;
         options.persistent = v != 2;
+        options.tc_attention = v != 3;
         CudaModel c = open_cuda(bundle, 256, 1, options);
         rows[v] = prompt_then_decode([&](auto& ids, auto& pos, auto& seq) { return c.step(ids, pos, seq); }, 140);
       }
       CHECK(rows[0] == rows[1]);
       CHECK(rows[0] == rows[2]);
+      // The 140-token prompt's attention on the f16 tensor cores (int8 mode: an f16 cache; head and tail
+      // halves of q and P) against the f32 kernel: equal to f32 rounding (rows differ by ~1e-5), which the
+      // int8 requantization of later layers turns into one rounding step in some rows (~0.05 there); as
+      // close to ref as the f32 kernel is.
+      if (mode == "int8_token") {
+        const Diff tc = compare(rows[3], rows[0]), tc_ref = compare(ref, rows[0]), f32_ref = compare(ref, rows[3]);
+        INFO("tensor-core attention against f32: max|d| " << tc.max_abs << " cosine " << tc.cosine << "; against ref: cosine "
+                                                          << tc_ref.cosine << " (f32: " << f32_ref.cosine << ")");
+        CHECK(tc.max_abs <= 0.15);
+        CHECK(tc.cosine >= 0.99998);
+        CHECK(std::fabs(tc_ref.cosine - f32_ref.cosine) <= 1e-6);
+      } else {
+        CHECK(rows[0] == rows[3]);  // f32 cache: no tensor-core kernel
+      }
       const Diff d = compare(ref, rows[1]);
       INFO("max|d| " << d.max_abs << " cosine " << d.cosine);
       CHECK(d.max_abs <= (mode == "none" ? 1e-3 : 0.35));
@@ -519,6 +539,57 @@ TEST_CASE("cuda: emulated batched sequences give each the logits it gets alone",
 // ------------------------------------------------------------------------------------------------------
 // On a GPU.
 
+namespace {
+
+// Steps of T tokens from T sequences (as batched decode) on an engine with 16 sequences, whose LM head
+// takes up to 64 rows at once (the tensor-core kernel beyond 8): the ids chosen on the device are the
+// host's argmax of the same step's logits, for every row and for the last alone; and those logits are
+// the 8-row GEMV's (an engine of one sequence) to f32 rounding.
+void check_greedy(const std::string& bundle, const cuda::CudaOptions& options) {
+  for (int T : {1, 5, 12}) {
+    DYNAMIC_SECTION("tokens " << T) {
+      std::vector<int32_t> ids, pos, seq;
+      for (int t = 0; t < T; ++t) ids.push_back((t * 97 + 5) % 768), pos.push_back(0), seq.push_back(t);
+      CudaModel logits_run = open_cuda(bundle, 64, 16, options), greedy_run = open_cuda(bundle, 64, 16, options),
+                last_run = open_cuda(bundle, 64, 16, options);
+      const std::vector<float> logits = logits_run.step(ids, pos, seq);
+      const std::vector<int32_t> greedy = greedy_run.exec->run_greedy({ids, pos, seq, true});
+      const std::vector<int32_t> last = last_run.exec->run_greedy({ids, pos, seq, false});
+      REQUIRE(logits.size() == static_cast<size_t>(T) * 771);
+      REQUIRE(greedy.size() == static_cast<size_t>(T));
+      REQUIRE(last.size() == 1);
+      for (int t = 0; t < T; ++t) CHECK(greedy[t] == argmax(std::span<const float>(logits).subspan(static_cast<size_t>(t) * 771, 771)));
+      CHECK(last[0] == greedy[T - 1]);
+      // Each token alone in its sequence: the same logits from an engine of one sequence per step.
+      for (int t = 0; t < T; t += 4) {
+        CudaModel alone = open_cuda(bundle, 64, 1, options);
+        const std::vector<float> l = alone.step({ids[t]}, {0}, {0});
+        const Diff d = compare(std::vector<float>(logits.begin() + t * 771, logits.begin() + (t + 1) * 771), l);
+        INFO("token " << t << ": max|d| " << d.max_abs);
+        CHECK(d.max_abs <= (T > cuda::kMaxGemvTokens ? 0.1 : 0.0));  // T > 8: int8 tensor-core GEMMs, as the batch test
+        CHECK(d.cosine >= 0.99999);
+      }
+    }
+  }
+}
+
+}  // namespace
+
+TEST_CASE("cuda: greedy ids chosen on the emulated device are the host's argmax", "[cuda]") {
+  if (!have_nvrtc() || !emulator_usable() || !have_shared("golden/p1-gqa")) return;
+  TempDir tmp("cudagreedy");
+  const std::string bundle = compile_for(shared_testdata("golden/p1-gqa/model-i2_s.gguf"), "cuda", "int8_token", tmp);
+  cuda::CudaOptions options;
+  options.driver = emulator_for(bundle, tmp);
+  check_greedy(bundle, options);
+}
+
+TEST_CASE("cuda gpu: greedy ids chosen on the GPU are the host's argmax", "[cuda][gpu]") {
+  if (!have_nvrtc() || !gpu() || !have_shared("golden/p1-gqa")) return;
+  TempDir tmp("cudagpugreedy");
+  check_greedy(compile_for(shared_testdata("golden/p1-gqa/model-i2_s.gguf"), "cuda", "int8_token", tmp), {});
+}
+
 TEST_CASE("cuda gpu: the grid barrier orders 500 rounds across every multiprocessor", "[cuda][gpu]") {
   if (!have_nvrtc()) return;
   auto api = gpu();
@@ -598,21 +669,32 @@ TEST_CASE("cuda gpu: ref bounds, graph replay against eager launches, PDL agains
           const std::string gguf = shared_testdata("golden/" + model + "/model-tq2_0.gguf");
           const std::vector<float> ref = ref_rows(compile_for(gguf, "ref", mode, tmp), prompt);
           const std::string bundle = compile_for(gguf, "cuda", mode, tmp);
-          std::vector<float> runs[4];
-          for (int v = 0; v < 4; ++v) {  // graphs + PDL, eager + PDL, eager without PDL, graphs without the step kernel
+          std::vector<float> runs[6];
+          // graphs + PDL, eager + PDL, eager without PDL, graphs without the step kernel; eager with the
+          // prompt's GEMMs split over K in 3 ranges; eager with the prompt's attention in f32, not on the
+          // tensor cores.
+          for (int v = 0; v < 6; ++v) {
             cuda::CudaOptions options;
             options.graphs = v == 0 || v == 3;
             options.pdl = v != 2;
-            options.persistent = v != 3;
+            options.persistent = v != 3 && v < 4;
+            options.k_splits = v == 4 ? 3 : 0;
+            options.tc_attention = v != 5;
             CudaModel c = open_cuda(bundle, 256, 1, options);
             runs[v] = prompt_then_decode([&](auto& ids, auto& pos, auto& seq) { return c.step(ids, pos, seq); }, prompt);
             INFO(c.exec->describe());
             if (v == 0 || v == 3) CHECK(c.exec->graphs_captured() == 1);
-            CHECK((c.exec->step_blocks() > 0) == (mode == "int8_token" && v != 3));
+            CHECK((c.exec->step_blocks() > 0) == (mode == "int8_token" && v != 3 && v < 4));
           }
           CHECK(runs[0] == runs[1]);
           CHECK(runs[1] == runs[2]);
           CHECK(runs[0] == runs[3]);
+          CHECK(runs[0] == runs[4]);
+          const Diff tc = compare(runs[5], runs[0]), f32_ref = compare(ref, runs[5]);  // as in the emulator test of split attention
+          INFO("tensor-core attention against f32: max|d| " << tc.max_abs << " cosine " << tc.cosine << "; f32 against ref: cosine " << f32_ref.cosine);
+          CHECK(tc.max_abs <= (mode == "none" ? 0.0 : 0.15));
+          CHECK(tc.cosine >= 0.99998);
+          CHECK(std::fabs(compare(ref, runs[0]).cosine - f32_ref.cosine) <= 1e-6);
           const Diff d = compare(ref, runs[0]);
           INFO("max|d| " << d.max_abs << " cosine " << d.cosine);
           CHECK(d.max_abs <= (mode == "none" ? 1e-3 : 0.35));
@@ -716,7 +798,7 @@ TEST_CASE("cuda bench: batched decode, graphs on and off, first-token time, devi
         std::vector<int32_t> t(static_cast<size_t>(batch)), at(t.size(), p), slot(t.size());
         for (int s = 0; s < batch; ++s) t[s] = token(rng), slot[s] = s;
         const auto t0 = Clock::now();
-        c.exec->run({t, at, slot, false});
+        c.exec->run_greedy({t, at, slot, true});  // every sequence's next token, chosen on the GPU
         if (p >= 256 + 8) step_ms.push_back(seconds(t0) * 1e3);
       }
       double sum = 0;

@@ -1,6 +1,8 @@
-// `bitnet-run bench MODEL [-p 512] [-n 128] [-r 5] [-t N] [--json]`: prompt processing (pp: one step of
-// p tokens, logits of the last one only, as llama-bench) and text generation (tg: n single-token steps)
-// on random token ids, r repetitions after one warm-up each, reported as median tok/s with the spread.
+// `bitnet-run bench MODEL [-p 512] [-n 128] [-b 1,8,64] [-r 5] [-t N] [--json]`: prompt processing (pp: one
+// step of p tokens, logits of the last one only, as llama-bench; its time is also the time to the first
+// token of a p-token prompt) and text generation (tg: n steps of one token from each of b sequences, all
+// b decoded together) on random token ids, r repetitions after one warm-up each, reported as median tok/s
+// (all sequences together) with the spread.
 // It also measures the machine's read bandwidth with the same thread count (before the model is mapped,
 // so its buffer does not count in the peak RSS) and divides it by the bytes a decoded token reads (every
 // weight once: the ternary matrices and the LM head) to give the decode roofline and the fraction of it
@@ -86,11 +88,13 @@ double peak_rss_mb() {
 int bench_main(int argc, char** argv) {
   std::string model_path, isa = "auto";
   int n_prompt = 512, n_gen = 128, reps = 5, threads = 0;
+  std::vector<int> batches = {1};
   bool json = false;
   CLI::App app{"bitnet-run bench: llama-bench style prompt-processing and generation speed"};
   app.add_option("model", model_path, "model.bundle or model.gguf")->required();
   app.add_option("-p,--n-prompt", n_prompt, "prompt tokens per pp test (0: skip)");
   app.add_option("-n,--n-gen", n_gen, "generated tokens per tg test (0: skip)");
+  app.add_option("-b,--batch", batches, "sequences decoded together in the tg tests: 1,8,64")->delimiter(',');
   app.add_option("-r,--repetitions", reps, "repetitions of each test");
   app.add_option("-t,--threads", threads, "threads (default: physical cores)");
   app.add_option("--isa", isa, "x86 kernels: auto, avx2 or avx512vnni");
@@ -104,25 +108,38 @@ int bench_main(int argc, char** argv) {
     if (n_prompt < 0 || n_gen < 0 || n_prompt + n_gen == 0) fail("-p/-n: {} and {}: at least one test must have tokens", n_prompt, n_gen);
     if (reps < 1) fail("-r/--repetitions: {} must be at least 1", reps);
     if (threads < 0) fail("-t/--threads: {} must be at least 1", threads);
+    if (batches.empty()) batches = {1};
+    for (int b : batches)
+      if (b < 1 || b > 4096) fail("-b/--batch: {} sequences: give 1 to 4096", b);
+    const int max_batch = *std::max_element(batches.begin(), batches.end());
     const int bw_threads = threads > 0 ? threads : x86::physical_cores();
     const double bandwidth = measure_read_bandwidth(bw_threads);
     auto model = load_model(model_path, "int8-token");
-    Engine engine(*model, std::max(1, n_prompt + n_gen), 1, EngineOptions{threads, isa});
+    Engine engine(*model, std::max(1, n_prompt + n_gen), max_batch, EngineOptions{threads, isa});
     std::mt19937 rng(1234);
     std::uniform_int_distribution<int32_t> token(0, static_cast<int32_t>(model->n_vocab() - 1));
-    auto run_test = [&](int tokens, bool prompt) {
+    // tok/s of each repetition: a prompt of `tokens` in one step, or `tokens` steps of one token from
+    // each of `batch` sequences (sequence b's token i at position i, all logits of the step computed).
+    auto run_test = [&](int tokens, bool prompt, int batch) {
       std::vector<double> rates;
       for (int r = -1; r < reps; ++r) {  // r = -1: warm-up (pages of the map, caches, kernels)
-        std::vector<int32_t> ids(static_cast<size_t>(tokens)), pos(ids.size()), seq(ids.size(), 0);
-        for (int i = 0; i < tokens; ++i) ids[i] = token(rng), pos[i] = i;
+        std::vector<int32_t> ids(static_cast<size_t>(tokens) * batch), pos(ids.size()), seq(ids.size(), 0);
+        for (size_t i = 0; i < ids.size(); ++i) {
+          ids[i] = token(rng);
+          pos[i] = prompt ? static_cast<int32_t>(i) : static_cast<int32_t>(i) / batch;
+          seq[i] = prompt ? 0 : static_cast<int32_t>(i) % batch;
+        }
         auto start = Clock::now();
         if (prompt) {
           engine.step(ids, pos, seq, false);
         } else {
-          for (int i = 0; i < tokens; ++i) engine.step({&ids[i], 1}, {&pos[i], 1}, {&seq[i], 1}, false);
+          // Each sequence's next token chosen (greedy; on a GPU without copying logits back), then fed the
+          // random one: the cost of decoding, the same tokens in every backend.
+          const size_t b = static_cast<size_t>(batch);
+          for (size_t i = 0; i < ids.size(); i += b) engine.step_greedy({&ids[i], b}, {&pos[i], b}, {&seq[i], b});
         }
         const double s = seconds_since(start);
-        if (r >= 0) rates.push_back(tokens / s);
+        if (r >= 0) rates.push_back(static_cast<double>(ids.size()) / s);
       }
       return rates;
     };
@@ -133,11 +150,13 @@ int bench_main(int argc, char** argv) {
       nlohmann::json r{{"test", name}, {"tok_s_median", median(rates)}, {"tok_s_stddev", stddev(rates)},
                        {"tok_s_min", *std::min_element(rates.begin(), rates.end())}, {"tok_s_max", *std::max_element(rates.begin(), rates.end())},
                        {"samples", rates}};
-      if (name.rfind("tg", 0) == 0) r["roofline_fraction"] = median(rates) / roofline;
+      if (name.rfind("tg", 0) == 0 && name.find(' ') == std::string::npos) r["roofline_fraction"] = median(rates) / roofline;
+      if (name.rfind("pp", 0) == 0) r["first_token_ms"] = n_prompt / median(rates) * 1e3;
       results.push_back(r);
     };
-    if (n_prompt > 0) record("pp" + std::to_string(n_prompt), run_test(n_prompt, true));
-    if (n_gen > 0) record("tg" + std::to_string(n_gen), run_test(n_gen, false));
+    if (n_prompt > 0) record("pp" + std::to_string(n_prompt), run_test(n_prompt, true, 1));
+    for (int b : batches)
+      if (n_gen > 0) record("tg" + std::to_string(n_gen) + (b > 1 ? " b" + std::to_string(b) : ""), run_test(n_gen, false, b));
     nlohmann::json out{{"model", model_path}, {"model_name", model->meta().value("name", "")}, {"target", model->target()},
                        {"isa", engine.isa()}, {"fused_kernels", engine.fused_kernels()}, {"threads", engine.threads()}, {"weight_bytes", model->weight_bytes()},
                        {"read_bandwidth_gb_s", bandwidth}, {"bytes_per_decoded_token", bytes_per_token},
@@ -146,9 +165,10 @@ int bench_main(int argc, char** argv) {
       std::printf("%s\n", out.dump(1).c_str());
       return 0;
     }
-    std::printf("| model | size | backend | threads | test | t/s | roofline |\n| --- | ---: | --- | ---: | ---: | ---: | ---: |\n");
+    std::printf("| model | size | backend | threads | test | t/s | roofline, first token |\n| --- | ---: | --- | ---: | ---: | ---: | ---: |\n");
     for (const auto& r : results) {
       std::string fraction = r.contains("roofline_fraction") ? std::to_string(static_cast<int>(std::lround(100 * r["roofline_fraction"].get<double>()))) + "%" : "";
+      if (r.contains("first_token_ms")) fraction = fmt::format("first token {:.1f} ms", r["first_token_ms"].get<double>());
       std::printf("| %s | %.2f GB | %s %s | %d | %s | %.2f ± %.2f | %s |\n", out["model_name"].get<std::string>().c_str(), model->weight_bytes() / 1e9,
                   model->target().c_str(), engine.isa().c_str(), engine.threads(), r["test"].get<std::string>().c_str(),
                   r["tok_s_median"].get<double>(), r["tok_s_stddev"].get<double>(), fraction.c_str());

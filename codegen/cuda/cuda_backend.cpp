@@ -25,7 +25,9 @@ T* dptr(CUdeviceptr p) {
   return reinterpret_cast<T*>(static_cast<uintptr_t>(p));
 }
 
-enum class Logits { None, Last, All };
+// What a slice returns: nothing (a prompt's earlier slices), the last row's logits, every row's, or the
+// greedy token id of every row / of the last row (the argmax on the device: only ids come back).
+enum class Logits { None, Last, All, Ids, LastId };
 
 }  // namespace
 
@@ -38,6 +40,8 @@ CudaOptions cuda_options_from_env() {
   o.graphs = flag("BITNETC_CUDA_GRAPHS", o.graphs);
   o.pdl = flag("BITNETC_CUDA_PDL", o.pdl);
   if (const char* v = std::getenv("BITNETC_CUDA_SPLITS"); v && *v) o.attention_splits = std::max(1, std::atoi(v));
+  o.tc_attention = flag("BITNETC_CUDA_TC_ATTENTION", o.tc_attention);
+  if (const char* v = std::getenv("BITNETC_CUDA_K_SPLITS"); v && *v) o.k_splits = std::max(0, std::atoi(v));
   o.persistent = flag("BITNETC_CUDA_PERSISTENT", o.persistent);
   o.prefetch = flag("BITNETC_CUDA_PREFETCH", o.prefetch);
   o.release_barrier = flag("BITNETC_CUDA_RELEASE_BARRIER", o.release_barrier);
@@ -61,17 +65,25 @@ struct CudaStepExecutor::Impl {
   void ok(CUresult r, const std::string& what) const { check(api, r, where + ": target cuda", what); }
 
   // --- steps
+  void run_all(const StepInputs& in, bool greedy);
   void run_slice(const StepInputs& in, int64_t t0, int64_t T, Logits mode);
   void enqueue_step(int64_t T, Logits mode);
   void enqueue_node(size_t i, int64_t T, bool small);
   void enqueue_ternary(size_t i, int64_t T, bool small);
-  void enqueue_logits(int64_t T, int64_t first_row, int64_t rows);
+  const float* enqueue_logits(int64_t first_row, int64_t rows);
+  void copy_logits(const float* rows_dev, int64_t rows);
+  void enqueue_ids(int64_t first_row, int64_t rows, int64_t at);
   template <class Args>
   void launch(const std::string& kernel, unsigned gx, unsigned gy, unsigned gz, unsigned threads, const Args* args) {
     launch_raw(kernel, gx, gy, gz, threads, args, sizeof(Args));
   }
   void launch_raw(const std::string& kernel, unsigned gx, unsigned gy, unsigned gz, unsigned threads, const void* args, size_t args_size);
   void enqueue_step_kernel();
+  // Whether the slice being enqueued (its inputs already in inputs_host) is all one sequence's tokens.
+  bool one_sequence(int64_t T) const {
+    const int* seq = inputs_host + 2 * max_tokens;
+    return std::all_of(seq, seq + T, [&](int s) { return s == seq[0]; });
+  }
   CUgraphExec graph_for(int64_t T, Logits mode);
 
   // --- buffers
@@ -120,9 +132,23 @@ struct CudaStepExecutor::Impl {
   CUdeviceptr arena = 0;
   std::vector<int64_t> offset;  // bytes into the arena per value id (-1: none)
   CUdeviceptr q8_scratch = 0;
-  CUdeviceptr inputs_dev = 0, logits_dev = 0, part_acc = 0, part_ml = 0, counters = 0;
+  CUdeviceptr inputs_dev = 0, logits_dev = 0, ids_dev = 0, part_acc = 0, part_ml = 0, counters = 0;
+  int64_t logit_rows = kMaxGemvTokens;  // logits_dev's rows: more with many sequences (batched decode)
+  // The tensor-core GEMM split over K when a step has too few tiles to fill the GPU (batched decode):
+  // at most kSplitTilesPerSm * sms (tile, split) blocks, their accumulators and the per-tile counters.
+  static constexpr int kSplitTilesPerSm = 2;
+  int sms = 1;
+  int64_t split_capacity = 0;  // (tile, split) blocks the partials hold
+  CUdeviceptr k_partials = 0, k_counters = 0;
+  int k_splits_for(int64_t tiles, int64_t k) const {
+    const int64_t k_tiles = (k + 127) / 128;  // the GEMM's BK
+    int64_t s = opt.k_splits > 0 ? opt.k_splits : tiles >= sms ? 1 : std::min<int64_t>(kSplitTilesPerSm * sms / tiles, k_tiles / 3);
+    s = std::min({s, k_tiles, split_capacity / tiles});
+    return s >= 2 ? static_cast<int>(s) : 1;
+  }
   int32_t* inputs_host = nullptr;
   float* logits_host = nullptr;
+  int32_t* ids_host = nullptr;
   std::map<size_t, std::pair<CUdeviceptr, CUdeviceptr>> rope;  // node -> (cos, sin) tables [n_ctx][d / 2]
 
   // BITNETC_CUDA_PROFILE: an event before each node of a step; per (op, kernel, tokens) the summed time.
@@ -156,6 +182,7 @@ struct CudaStepExecutor::Impl {
   bool capturing = false, pdl_in_graphs = true;
   std::string graph_note;
   std::vector<float> result;
+  std::vector<int32_t> ids;
 };
 
 CudaStepExecutor::Impl::Impl(const std::string& where_, const ir::Module& module_, const std::vector<WeightView>& weights,
@@ -192,8 +219,14 @@ CudaStepExecutor::Impl::Impl(const std::string& where_, const ir::Module& module
   inputs_dev = alloc(static_cast<uint64_t>(3 * max_tokens) * 4, "the step inputs");
   ok(api.cuMemAllocHost(reinterpret_cast<void**>(&inputs_host), static_cast<size_t>(3 * max_tokens) * 4), "cuMemAllocHost (inputs)");
   std::fill(inputs_host, inputs_host + 3 * max_tokens, 0);
-  logits_dev = alloc(static_cast<uint64_t>(kMaxGemvTokens * n_vocab) * 4, "the logits");
-  ok(api.cuMemAllocHost(reinterpret_cast<void**>(&logits_host), static_cast<size_t>(kMaxGemvTokens * n_vocab) * 4), "cuMemAllocHost (logits)");
+  // Batched decode computes every sequence's logits in one LM-head launch (up to 64 rows); one sequence
+  // needs no more than the GEMV's 8 rows (a 4096-context batch-1 engine stays small).
+  if (n_seq > kMaxGemvTokens) logit_rows = std::min<int64_t>(64, max_tokens);
+  logit_rows = std::max<int64_t>(logit_rows, kMaxGemvTokens);
+  logits_dev = alloc(static_cast<uint64_t>(logit_rows * n_vocab) * 4, "the logits");
+  ok(api.cuMemAllocHost(reinterpret_cast<void**>(&logits_host), static_cast<size_t>(logit_rows * n_vocab) * 4), "cuMemAllocHost (logits)");
+  ids_dev = alloc(static_cast<uint64_t>(max_tokens) * 4, "the greedy ids");
+  ok(api.cuMemAllocHost(reinterpret_cast<void**>(&ids_host), static_cast<size_t>(max_tokens) * 4), "cuMemAllocHost (ids)");
   // Split attention: partial states for the small steps and their counters (zero between launches).
   int64_t partial = 1;
   for (const auto& n : m.nodes) {
@@ -205,8 +238,15 @@ CudaStepExecutor::Impl::Impl(const std::string& where_, const ir::Module& module
   int64_t kv_heads = 1;
   for (const auto& n : m.nodes)
     if (n.op == ir::Op::Attend || n.op == ir::Op::Attention) kv_heads = std::max(kv_heads, m.attr_int(n, "n_head_kv"));
-  counters = alloc(static_cast<uint64_t>(kMaxGemvTokens * kv_heads) * 4, "attention counters");
-  ok(api.cuMemsetD8Async(counters, 0, static_cast<size_t>(kMaxGemvTokens * kv_heads) * 4, stream), "cuMemsetD8Async");
+  const uint64_t n_counters = static_cast<uint64_t>(std::max<int64_t>(kMaxGemvTokens, max_tokens) * kv_heads);  // a split step's (token, KV head)
+  counters = alloc(n_counters * 4, "attention counters");
+  ok(api.cuMemsetD8Async(counters, 0, n_counters * 4, stream), "cuMemsetD8Async");
+  ok(api.cuDeviceGetAttribute(&sms, CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT, device), "cuDeviceGetAttribute");
+  sms = std::max(sms, 1);
+  split_capacity = std::max(kSplitTilesPerSm * sms, 64);
+  k_partials = alloc(static_cast<uint64_t>(split_capacity) * 256 * 32 * 4, "GEMM split partials");  // <= 256 threads of 32 ints
+  k_counters = alloc(static_cast<uint64_t>(split_capacity) * 4, "GEMM split counters");
+  ok(api.cuMemsetD8Async(k_counters, 0, static_cast<size_t>(split_capacity) * 4, stream), "cuMemsetD8Async");
   ok(api.cuStreamSynchronize(stream), "cuStreamSynchronize");
   setup_step_kernel();
 }
@@ -258,6 +298,7 @@ CudaStepExecutor::Impl::~Impl() {
   for (CUdeviceptr p : allocations) api.cuMemFree(p);
   if (inputs_host) api.cuMemFreeHost(inputs_host);
   if (logits_host) api.cuMemFreeHost(logits_host);
+  if (ids_host) api.cuMemFreeHost(ids_host);
   if (module) api.cuModuleUnload(module);
   if (stream) api.cuStreamDestroy(stream);
   if (context) api.cuDevicePrimaryCtxRelease(device);
@@ -513,7 +554,10 @@ void CudaStepExecutor::Impl::enqueue_ternary(size_t i, int64_t T, bool small) {
     q = q8(node.operands[0]);
   }
   a.q = q.q, a.q_mult = q.mult, a.q_sum = q.sum;
-  launch(k.main, blocks(pairs, 16 * k.gemm_warps_n), blocks(T, 64), 1, static_cast<unsigned>(64 * k.gemm_warps_n), &a);
+  const unsigned gx = blocks(pairs, 16 * k.gemm_warps_n), gy = blocks(T, 64);
+  a.k_splits = k_splits_for(static_cast<int64_t>(gx) * gy, kk);
+  a.k_partials = dptr<int>(k_partials), a.k_counters = dptr<unsigned>(k_counters);
+  launch(k.main, gx, gy, static_cast<unsigned>(a.k_splits), static_cast<unsigned>(64 * k.gemm_warps_n), &a);
 }
 
 void CudaStepExecutor::Impl::enqueue_node(size_t i, int64_t T, bool small) {
@@ -570,10 +614,16 @@ void CudaStepExecutor::Impl::enqueue_node(size_t i, int64_t T, bool small) {
       a.part_acc = dptr<float>(part_acc), a.part_ml = dptr<float>(part_ml), a.counters = dptr<unsigned>(counters);
       a.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(n / heads)));
       a.n_ctx = static_cast<int>(n_ctx), a.T = static_cast<int>(T);
-      // At most 64 position ranges (the kernel's bound); the kernel uses fewer while the context is short.
-      const int splits = small ? std::min(opt.attention_splits, 64) : 1;
-      a.splits = splits;
-      launch(k.main, static_cast<unsigned>(splits), static_cast<unsigned>(kv_heads), tokens, 256, &a);
+      if (!small && opt.tc_attention && !k.one_sequence.empty() && one_sequence(T)) {  // prefill
+        a.splits = 1;
+        launch(k.one_sequence, blocks(T, k.one_sequence_tokens), static_cast<unsigned>(kv_heads), 1, 128, &a);
+        break;
+      }
+      // At most 64 position ranges (the kernel's bound), and as many as the partial buffers hold for T
+      // tokens (sized for kMaxGemvTokens tokens at the most); the kernel uses fewer while the context is short.
+      const int most = std::min(opt.attention_splits, 64);
+      a.splits = static_cast<int>(std::clamp<int64_t>(kMaxGemvTokens * most / T, 1, most));
+      launch(k.main, static_cast<unsigned>(a.splits), static_cast<unsigned>(kv_heads), tokens, 256, &a);
       break;
     }
     case ir::Op::MatMul: {  // a matmul that is not the LM head (whose rows enqueue_logits chooses)
@@ -611,22 +661,34 @@ void CudaStepExecutor::Impl::enqueue_node(size_t i, int64_t T, bool small) {
   }
 }
 
-// Logits rows [first_row, first_row + rows) of the step (rows <= kMaxGemvTokens) into logits_host.
-void CudaStepExecutor::Impl::enqueue_logits(int64_t T, int64_t first_row, int64_t rows) {
-  if (lm_head < 0) {  // the output is an arena value
-    ok(api.cuMemcpyDtoHAsync(logits_host, reinterpret_cast<CUdeviceptr>(f32(m.output) + first_row * n_vocab), static_cast<size_t>(rows * n_vocab) * 4, stream),
-       "cuMemcpyDtoHAsync (logits)");
-    return;
-  }
+// Logits rows [first_row, first_row + rows) of the step (rows <= logit_rows) on the device; returns where
+// they are (logits_dev, or the arena when the module's output is not an LM-head matmul). Up to 8 rows:
+// the GEMV tiles; more: the tensor-core kernel, which reads the head once per 64 rows.
+const float* CudaStepExecutor::Impl::enqueue_logits(int64_t first_row, int64_t rows) {
+  if (lm_head < 0) return f32(m.output) + first_row * n_vocab;
   const ir::Node& node = m.nodes[static_cast<size_t>(lm_head)];
   const NodeKernels& k = plan.nodes[static_cast<size_t>(lm_head)];
   const ir::Type& wt = m.weights[node.weights[0]].type;
-  const int tile = choose_tile(k.tiles, rows);
-  const int64_t rows_per_warp = (wt.dims[1] / (wt.dtype == ir::DType::F16 ? 8 : 4) + 31) / 32 <= 10 ? 2 : 1;
   MatMulArgs a{weight(node, 0), f32(node.operands[0]), dptr<float>(logits_dev), static_cast<int>(first_row), static_cast<int>(rows)};
-  launch(k.tiles[tile], blocks(n_vocab, 8 * rows_per_warp), blocks(rows, kTokenTiles[tile]), 1, 256, &a);
-  (void)T;
-  ok(api.cuMemcpyDtoHAsync(logits_host, logits_dev, static_cast<size_t>(rows * n_vocab) * 4, stream), "cuMemcpyDtoHAsync (logits)");
+  if (rows > kMaxGemvTokens && !k.many_rows.empty()) {
+    launch(k.many_rows, blocks(n_vocab, 64), blocks(rows, 64), 1, 128, &a);
+  } else {
+    const int tile = choose_tile(k.tiles, rows);
+    const int64_t rows_per_warp = (wt.dims[1] / (wt.dtype == ir::DType::F16 ? 8 : 4) + 31) / 32 <= 10 ? 2 : 1;
+    launch(k.tiles[tile], blocks(n_vocab, 8 * rows_per_warp), blocks(rows, kTokenTiles[tile]), 1, 256, &a);
+  }
+  return dptr<float>(logits_dev);
+}
+
+void CudaStepExecutor::Impl::copy_logits(const float* rows_dev, int64_t rows) {
+  ok(api.cuMemcpyDtoHAsync(logits_host, reinterpret_cast<CUdeviceptr>(rows_dev), static_cast<size_t>(rows * n_vocab) * 4, stream), "cuMemcpyDtoHAsync (logits)");
+}
+
+// The greedy ids of logits rows [first_row, first_row + rows) into ids_dev from `at` on.
+void CudaStepExecutor::Impl::enqueue_ids(int64_t first_row, int64_t rows, int64_t at) {
+  const float* logits = enqueue_logits(first_row, rows);
+  ArgmaxArgs a{logits, dptr<int>(ids_dev) + at};
+  launch(plan.argmax, static_cast<unsigned>(rows), 1, 1, 256, &a);
 }
 
 // Everything one slice of T tokens does after its inputs are in inputs_host: copy them in, every kernel,
@@ -662,9 +724,27 @@ void CudaStepExecutor::Impl::enqueue_step(int64_t T, Logits mode) {
       if (!last_kernel.empty()) mark(fmt::format("{:<18} {} (T={})", ir::op_info(m.nodes[i].op).text, last_kernel, T));
     }
   }
-  if (mode == Logits::Last) enqueue_logits(T, T - 1, 1);
-  if (mode == Logits::All && T <= kMaxGemvTokens) enqueue_logits(T, 0, T);
-  if (mode != Logits::None && (mode == Logits::Last || T <= kMaxGemvTokens)) mark(fmt::format("{:<18} {} (T={})", "lm head + copy", last_kernel, T));
+  switch (mode) {
+    case Logits::None:
+      break;
+    case Logits::Last:
+      copy_logits(enqueue_logits(T - 1, 1), 1);
+      break;
+    case Logits::All:  // longer steps: run_slice, in chunks of logit_rows
+      if (T <= kMaxGemvTokens) copy_logits(enqueue_logits(0, T), T);
+      break;
+    case Logits::LastId:
+      enqueue_ids(T - 1, 1, 0);
+      break;
+    case Logits::Ids:
+      for (int64_t r = 0; r < T; r += logit_rows) enqueue_ids(r, std::min(logit_rows, T - r), r);
+      break;
+  }
+  if (mode == Logits::LastId || mode == Logits::Ids) {
+    const int64_t n_ids = mode == Logits::Ids ? T : 1;
+    ok(api.cuMemcpyDtoHAsync(ids_host, ids_dev, static_cast<size_t>(n_ids) * 4, stream), "cuMemcpyDtoHAsync (ids)");
+  }
+  if (mode != Logits::None && (mode != Logits::All || T <= kMaxGemvTokens)) mark(fmt::format("{:<18} {} (T={})", "lm head + copy", last_kernel, T));
   if (opt.profile && !capturing) profile_step(n_events);
 }
 
@@ -795,10 +875,10 @@ void CudaStepExecutor::Impl::run_slice(const StepInputs& in, int64_t t0, int64_t
   } else {
     enqueue_step(T, mode);
   }
-  if (mode == Logits::All && !small) {  // the LM head eight rows at a time
-    for (int64_t r = 0; r < T; r += kMaxGemvTokens) {
-      const int64_t rows = std::min<int64_t>(kMaxGemvTokens, T - r);
-      enqueue_logits(T, r, rows);
+  if (mode == Logits::All && !small) {  // the LM head logit_rows rows at a time
+    for (int64_t r = 0; r < T; r += logit_rows) {
+      const int64_t rows = std::min<int64_t>(logit_rows, T - r);
+      copy_logits(enqueue_logits(r, rows), rows);
       ok(api.cuStreamSynchronize(stream), "cuStreamSynchronize");
       std::memcpy(result.data() + (t0 + r) * n_vocab, logits_host, static_cast<size_t>(rows * n_vocab) * 4);
     }
@@ -807,6 +887,8 @@ void CudaStepExecutor::Impl::run_slice(const StepInputs& in, int64_t t0, int64_t
   ok(api.cuStreamSynchronize(stream), "cuStreamSynchronize");
   if (mode == Logits::Last) std::memcpy(result.data(), logits_host, static_cast<size_t>(n_vocab) * 4);
   if (mode == Logits::All) std::memcpy(result.data() + t0 * n_vocab, logits_host, static_cast<size_t>(T * n_vocab) * 4);
+  if (mode == Logits::Ids) ids.insert(ids.end(), ids_host, ids_host + T);
+  if (mode == Logits::LastId) ids.push_back(ids_host[0]);
 }
 
 CudaStepExecutor::CudaStepExecutor(const std::string& where, const ir::Module& module, const std::vector<WeightView>& weights,
@@ -816,17 +898,29 @@ CudaStepExecutor::CudaStepExecutor(const std::string& where, const ir::Module& m
 
 CudaStepExecutor::~CudaStepExecutor() = default;
 
-std::span<const float> CudaStepExecutor::run(const StepInputs& in) {
-  Impl& s = *impl_;
-  s.ok(s.api.cuCtxSetCurrent(s.context), "cuCtxSetCurrent");
+// Slices of at most max_tokens tokens; the last one returns what the caller asked for.
+void CudaStepExecutor::Impl::run_all(const StepInputs& in, bool greedy) {
+  ok(api.cuCtxSetCurrent(context), "cuCtxSetCurrent");
   const int64_t T = static_cast<int64_t>(in.tokens.size());
-  s.result.resize(static_cast<size_t>((in.all_logits ? T : 1) * s.n_vocab));
-  for (int64_t t0 = 0; t0 < T; t0 += s.max_tokens) {
-    const int64_t n = std::min(s.max_tokens, T - t0);
-    const Logits mode = in.all_logits ? Logits::All : t0 + n == T ? Logits::Last : Logits::None;
-    s.run_slice(in, t0, n, mode);
+  if (!greedy) result.resize(static_cast<size_t>((in.all_logits ? T : 1) * n_vocab));
+  ids.clear();
+  for (int64_t t0 = 0; t0 < T; t0 += max_tokens) {
+    const int64_t n = std::min(max_tokens, T - t0);
+    const bool last = t0 + n == T;
+    const Logits mode = greedy ? (in.all_logits ? Logits::Ids : last ? Logits::LastId : Logits::None)
+                               : (in.all_logits ? Logits::All : last ? Logits::Last : Logits::None);
+    run_slice(in, t0, n, mode);
   }
-  return s.result;
+}
+
+std::span<const float> CudaStepExecutor::run(const StepInputs& in) {
+  impl_->run_all(in, false);
+  return impl_->result;
+}
+
+std::vector<int32_t> CudaStepExecutor::run_greedy(const StepInputs& in) {
+  impl_->run_all(in, true);
+  return impl_->ids;
 }
 
 std::string CudaStepExecutor::describe() const {

@@ -30,6 +30,8 @@ struct CudaOptions {
   bool pdl = true;                 // programmatic dependent launch between consecutive kernels
   int max_step_tokens = 512;       // longer steps run in slices of this many tokens (bounds the arena)
   int attention_splits = 32;       // position ranges per (token, KV head) in steps of <= kMaxGemvTokens tokens
+  bool tc_attention = true;        // longer steps of one sequence (prefill): the tensor-core attention kernel
+  int k_splits = 0;                // tensor-core GEMM: K ranges per output tile (0: enough to fill the GPU when a step has few tiles)
   // Steps of one token as one persistent kernel (when the plan has one). Off by default: on the H100 it
   // decodes no faster than graphs + PDL (bench/RESULTS.md), the per-op latency being the limit in both.
   bool persistent = false;
@@ -42,7 +44,7 @@ struct CudaOptions {
 };
 
 // Overrides from the environment for experiments: BITNETC_CUDA_GRAPHS=0, BITNETC_CUDA_PDL=0,
-// BITNETC_CUDA_SPLITS=N, BITNETC_CUDA_PERSISTENT=1, BITNETC_CUDA_STEP_BLOCKS=N,
+// BITNETC_CUDA_SPLITS=N, BITNETC_CUDA_TC_ATTENTION=0, BITNETC_CUDA_K_SPLITS=N, BITNETC_CUDA_PERSISTENT=1, BITNETC_CUDA_STEP_BLOCKS=N,
 // BITNETC_CUDA_PREFETCH=1, BITNETC_CUDA_RELEASE_BARRIER=0, BITNETC_CUDA_PROFILE=1.
 CudaOptions cuda_options_from_env();
 
@@ -53,6 +55,7 @@ class CudaStepExecutor : public StepExecutor {
                    std::span<const uint8_t> kernels, int64_t n_layer, int64_t n_seq, int64_t n_ctx, int64_t kv_dim, const CudaOptions& options);
   ~CudaStepExecutor() override;
   std::span<const float> run(const StepInputs& inputs) override;
+  std::vector<int32_t> run_greedy(const StepInputs& inputs) override;  // the argmax on the GPU: only ids come back
 
   std::string describe() const;     // "NVIDIA H100 80GB HBM3, sm_90 cubin, graphs, PDL, persistent decode step (132 blocks)"
   uint64_t device_bytes() const;    // what this executor allocated on the device

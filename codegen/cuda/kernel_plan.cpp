@@ -27,6 +27,8 @@ class Planner {
   ModulePlan run() {
     find_fusions();
     for (size_t i = 0; i < m_.nodes.size(); ++i) plan_node(i);
+    const int64_t n_vocab = m_.values[m_.output].type.dims.back();
+    plan_.argmax = add(fmt::format("argmax_n{}", n_vocab), "argmax.cu.in", {{"N", str(n_vocab)}});
     plan_step();
     return std::move(plan_);
   }
@@ -288,6 +290,13 @@ class Planner {
         if (d % 32 != 0 || d > 256) fail("target cuda: {}: head dim {}; the CUDA attention needs a multiple of 32 up to 256", where(node), d);
         out.main = add(fmt::format("attend_d{}_g{}_h{}_kv{}_{}", d, heads / kv_heads, heads, kv_heads, kv_tag()), "attend.cu.in",
                        {{"D", str(d)}, {"DL", str(d / 32)}, {"GROUP", str(heads / kv_heads)}, {"N_HEAD", str(heads)}, {"N_HEAD_KV", str(kv_heads)}, {"KV_T", kv_type()}});
+        // Prefill on the tensor cores: f16 cache rows, 64 query rows of whole tokens per block, and q and
+        // the output tile in registers (head dims up to 128).
+        if (const int64_t group = heads / kv_heads; !plan_.kv_f32 && 64 % group == 0 && d % 16 == 0 && d <= 128) {
+          out.one_sequence = add(fmt::format("attend_tc_d{}_g{}_h{}_kv{}", d, group, heads, kv_heads), "attend_tc.cu.in",
+                                 {{"D", str(d)}, {"GROUP", str(group)}, {"N_HEAD", str(heads)}, {"N_HEAD_KV", str(kv_heads)}});
+          out.one_sequence_tokens = static_cast<int>(64 / group);
+        }
         if (node.op == ir::Op::Attention) {
           const int64_t kv_dim = kv_heads * d;
           const bool f16 = !plan_.kv_f32;
@@ -311,6 +320,7 @@ class Planner {
           out.tiles[ti] = add(fmt::format("matmul_{}_n{}_k{}_t{}", f16 ? "f16" : "f32", n, k, tt), "matmul.cu.in",
                               {{"N", str(n)}, {"K", str(k)}, {"TT", str(tt)}, {"RPW", str(rows_per_warp)}, {"VEC", str(vec)}, {"W_T", f16 ? "f16" : "f32"}});
         }
+        if (f16) out.many_rows = add(fmt::format("matmul_tc_n{}_k{}", n, k), "matmul_tc.cu.in", {{"N", str(n)}, {"K", str(k)}});
         break;
       }
       case ir::Op::Scale:

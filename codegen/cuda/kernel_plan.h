@@ -35,6 +35,9 @@ enum class Prologue { Q8, Norm, AddNorm, Quant };  // how a ternary GEMV gets it
 struct NodeKernels {
   std::string main;                 // the op's kernel; ternary ops: the tensor-core GEMM (or the float GEMV)
   std::string pre;                  // attention: the KV write; f32-input int8 BitLinear: the quantize kernel
+  std::string one_sequence;         // attention: the tensor-core kernel for longer steps of one sequence ("": none)
+  int one_sequence_tokens = 0;      // its tokens per block
+  std::string many_rows;            // f16 float matmul: the tensor-core kernel for steps of more than kMaxGemvTokens rows
   std::array<std::string, 4> tiles; // ternary GEMV / matmul per token tile ("" where shared memory forbids)
   Prologue prologue = Prologue::Q8; // ternary GEMV input
   int fused_norm = -1;              // ternary GEMV: the (add_)rmsnorm_quant node its prologue computes
@@ -49,6 +52,7 @@ struct ModulePlan {
   std::vector<NodeKernels> nodes;   // per module node
   std::vector<KernelSpec> kernels;  // every distinct kernel, in first-use order
   bool kv_f32 = false;              // float activations anywhere: an f32 KV cache (as the x86 backend)
+  std::string argmax;               // the greedy choice of each logits row (steps that return token ids)
   // Decode steps of one token as one persistent kernel (step_t1.cu.in) when every op has a phase (int8
   // activations; the LM head runs after it as its own kernel); "" otherwise.
   std::string step_kernel;

@@ -44,6 +44,9 @@ struct TernaryArgs {  // the ternary matmuls and their fused epilogues
   const int* seq;
   const float* rope_cos;   // qkv: [n_ctx][head_dim / 2]
   const float* rope_sin;
+  int* k_partials;         // GEMM split over K (k_splits > 1): int32 accumulators per (tile, split, thread)
+  unsigned* k_counters;    // per output tile: splits done, zero between launches
+  int k_splits;
   int n_ctx;
   int T;
 };
@@ -81,6 +84,11 @@ struct MatMulArgs {  // the float matmul (LM head): y[t, n] = x[row0 + t] . W[n]
   float* y;                // [T, N]
   int row0;
   int T;
+};
+
+struct ArgmaxArgs {  // the greedy choice per logits row
+  const float* y;          // [T, n_vocab]
+  int* ids;                // [T]
 };
 
 struct EltwiseArgs {

@@ -38,6 +38,27 @@ KFN void mma_s8_16832(int (&d)[4], const int (&a)[4], u32 b0, u32 b1) {
                : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
+// D += A B for one warp on the f16 tensor cores with f32 accumulation: A 16x16 f16 (row), B 16x8 f16
+// (col), two halves per register, the lower column (or k) in the low 16 bits. For lane = 4 * g + i:
+// a[0] = A[g][2i..2i+1], a[1] = A[g+8][2i..], a[2] = A[g][2i+8..], a[3] = A[g+8][2i+8..]; b0 = B[2i..2i+1][g],
+// b1 = B[2i+8..2i+9][g]; d as for mma_s8_16832.
+KFN void mma_f16_16816(float (&d)[4], const u32 (&a)[4], u32 b0, u32 b1) {
+  asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+               : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+// Asynchronous 16-byte copies global -> shared (sm_80+), in groups: `valid` false fills zeros instead.
+KFN void cp_async16(void* smem, const void* gmem, bool valid) {
+  const unsigned dst = static_cast<unsigned>(__cvta_generic_to_shared(smem));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(dst), "l"(gmem), "r"(valid ? 16 : 0) : "memory");
+}
+KFN void cp_async_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
+template <int PENDING>
+KFN void cp_async_wait() {  // until at most PENDING of this thread's newest groups are in flight
+  asm volatile("cp.async.wait_group %0;" ::"n"(PENDING) : "memory");
+}
+
 // Programmatic dependent launch (sm_90): a kernel may start while the previous one finishes; it reads
 // nothing the previous kernels wrote, and writes nothing, before grid_dependency_wait().
 KFN void grid_dependency_wait() {

@@ -127,6 +127,48 @@ static inline void mma_s8_16832(int (&d)[4], const int (&a)[4], u32 b0, u32 b1) 
   for (int e = 0; e < 4; ++e) d[e] = out[e];
 }
 
+// The PTX ISA's m16n8k16 f16 fragment layout (prelude_device.cuh), assembled from every lane of the warp;
+// products summed in double and added to d once (the tensor cores' internal order is not specified).
+static inline void mma_f16_16816(float (&d)[4], const u32 (&a)[4], u32 b0, u32 b1) {
+  EmuThread* self = emu_hooks->current();
+  const int lane = self->thread_idx.x & 31;
+  int* mine = self->warp_mma + 10 * lane;
+  for (int i = 0; i < 4; ++i) mine[i] = static_cast<int>(a[i]);
+  mine[4] = static_cast<int>(b0);
+  mine[5] = static_cast<int>(b1);
+  emu_hooks->sync_warp();
+  auto half = [](int word, int i) { return f16_to_f32(static_cast<u16>((static_cast<u32>(word) >> (16 * i)) & 0xffffu)); };
+  auto A = [&](int row, int col) {  // A[row][col], 16 x 16
+    const int l = 4 * (row % 8) + (col % 8) / 2, reg = (row >= 8 ? 1 : 0) + (col >= 8 ? 2 : 0);
+    return half(self->warp_mma[10 * l + reg], col % 2);
+  };
+  auto B = [&](int k, int n) {  // B[k][n], 16 x 8
+    const int l = 4 * n + (k % 8) / 2, reg = 4 + (k >= 8 ? 1 : 0);
+    return half(self->warp_mma[10 * l + reg], k % 2);
+  };
+  const int g = lane / 4, i4 = lane % 4;
+  float out[4];
+  for (int e = 0; e < 4; ++e) {
+    const int row = g + (e >= 2 ? 8 : 0), col = 2 * i4 + (e & 1);
+    double s = 0;
+    for (int k = 0; k < 16; ++k) s += static_cast<double>(A(row, k)) * B(k, col);
+    out[e] = static_cast<float>(d[e] + s);
+  }
+  emu_hooks->sync_warp();
+  for (int e = 0; e < 4; ++e) d[e] = out[e];
+}
+
+static inline void cp_async16(void* smem, const void* gmem, bool valid) {
+  if (valid) {
+    std::memcpy(smem, gmem, 16);
+  } else {
+    std::memset(smem, 0, 16);
+  }
+}
+static inline void cp_async_commit() {}
+template <int PENDING>
+static inline void cp_async_wait() {}
+
 static inline void grid_dependency_wait() {}
 static inline void allow_dependent_launch() {}
 static inline float load_bypass_l1(const float* p) { return *p; }
