@@ -54,6 +54,7 @@ expect_error "--perplexity without -f" "--perplexity" "$RUN" "$WORK/tiny.bundle"
 expect_error "--perplexity on a text shorter than a chunk" "short.txt" "$RUN" "$WORK/tiny.bundle" --perplexity -f "$WORK/short.txt" -c 64
 expect_error "bench: zero repetitions" "-r" "$RUN" bench "$WORK/tiny.bundle" -r 0
 expect_error "bench: missing bundle" "none.bundle" "$RUN" bench "$WORK/none.bundle" -p 8 -n 8
+expect_error "bench: zero sequences" "-b/--batch" "$RUN" bench "$WORK/tiny.bundle" -p 8 -n 8 -b 4,0
 
 # The hostile-input table (tests/hostile/make_hostile.py): each file must be refused with exit != 0 and
 # exactly one line on stderr that names the file and the field.

@@ -244,7 +244,7 @@ CudaStepExecutor::Impl::Impl(const std::string& where_, const ir::Module& module
   ok(api.cuDeviceGetAttribute(&sms, CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT, device), "cuDeviceGetAttribute");
   sms = std::max(sms, 1);
   split_capacity = std::max(kSplitTilesPerSm * sms, 64);
-  k_partials = alloc(static_cast<uint64_t>(split_capacity) * 256 * 32 * 4, "GEMM split partials");  // <= 256 threads of 32 ints
+  k_partials = alloc(static_cast<uint64_t>(split_capacity) * 256 * 8 * kGemmWarpTiles * 4, "GEMM split partials");  // <= 256 threads of 2 x tiles x 4 ints
   k_counters = alloc(static_cast<uint64_t>(split_capacity) * 4, "GEMM split counters");
   ok(api.cuMemsetD8Async(k_counters, 0, static_cast<size_t>(split_capacity) * 4, stream), "cuMemsetD8Async");
   ok(api.cuStreamSynchronize(stream), "cuStreamSynchronize");
@@ -554,7 +554,7 @@ void CudaStepExecutor::Impl::enqueue_ternary(size_t i, int64_t T, bool small) {
     q = q8(node.operands[0]);
   }
   a.q = q.q, a.q_mult = q.mult, a.q_sum = q.sum;
-  const unsigned gx = blocks(pairs, 16 * k.gemm_warps_n), gy = blocks(T, 64);
+  const unsigned gx = blocks(pairs, gemm_block_pairs(k.gemm_warps_n)), gy = blocks(T, 64);
   a.k_splits = k_splits_for(static_cast<int64_t>(gx) * gy, kk);
   a.k_partials = dptr<int>(k_partials), a.k_counters = dptr<unsigned>(k_counters);
   launch(k.main, gx, gy, static_cast<unsigned>(a.k_splits), static_cast<unsigned>(64 * k.gemm_warps_n), &a);

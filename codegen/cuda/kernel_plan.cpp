@@ -195,6 +195,7 @@ class Planner {
     out.gemm_warps_n = n <= 4096 ? 2 : 4;
     std::map<std::string, std::string> gemm_holes = holes;
     gemm_holes["WARPS_N"] = str(out.gemm_warps_n);
+    gemm_holes["NJ"] = str(kGemmWarpTiles);
     out.main = add(fmt::format("tgemm_{}_n{}_k{}_w{}", e.tag, n, k, out.gemm_warps_n), "ternary_gemm.cu.in", gemm_holes);
     if (!q8_input) out.pre = norm_quant_kernel(k, false, false);
     std::string prologue_code;

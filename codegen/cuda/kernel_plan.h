@@ -29,6 +29,9 @@ struct KernelSpec {
 inline constexpr int kMaxGemvTokens = 8;
 inline constexpr std::array<int, 4> kTokenTiles = {1, 2, 4, 8};  // the GEMV and LM-head variants per tile
 inline constexpr int kGemvSharedBytes = 40960;                    // int8 activation rows a GEMV block may hold
+inline constexpr int kGemmWarpTiles = 8;                          // ternary GEMM: 8-row mma tiles per warp (64 rows)
+// The ternary GEMM's row pairs per block (grid x) and threads for `warps_n` warps across the rows.
+inline constexpr int gemm_block_pairs(int warps_n) { return 4 * kGemmWarpTiles * warps_n; }
 
 enum class Prologue { Q8, Norm, AddNorm, Quant };  // how a ternary GEMV gets its int8 rows
 
