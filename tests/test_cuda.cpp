@@ -385,15 +385,16 @@ TEST_CASE("cuda: emulated attention over a context split in ranges merges to ref
       CHECK(rows[0] == rows[2]);
       // The 140-token prompt's attention on the f16 tensor cores (int8 mode: an f16 cache; head and tail
       // halves of q and P) against the f32 kernel: equal to f32 rounding (rows differ by ~1e-5), which the
-      // int8 requantization of later layers turns into one rounding step in some rows (~0.05 there); as
-      // close to ref as the f32 kernel is.
+      // int8 requantization of later layers turns into one rounding step in some rows (0.05-0.17 there,
+      // here and on the H200); as close to ref as the f32 kernel is. A causal mask one position off moves
+      // the cosine to 0.976.
       if (mode == "int8_token") {
         const Diff tc = compare(rows[3], rows[0]), tc_ref = compare(ref, rows[0]), f32_ref = compare(ref, rows[3]);
         INFO("tensor-core attention against f32: max|d| " << tc.max_abs << " cosine " << tc.cosine << "; against ref: cosine "
                                                           << tc_ref.cosine << " (f32: " << f32_ref.cosine << ")");
-        CHECK(tc.max_abs <= 0.15);
-        CHECK(tc.cosine >= 0.99998);
-        CHECK(std::fabs(tc_ref.cosine - f32_ref.cosine) <= 1e-6);
+        CHECK(tc.max_abs <= 0.35);
+        CHECK(tc.cosine >= 0.9999);
+        CHECK(std::fabs(tc_ref.cosine - f32_ref.cosine) <= 2e-5);
       } else {
         CHECK(rows[0] == rows[3]);  // f32 cache: no tensor-core kernel
       }
@@ -692,9 +693,9 @@ TEST_CASE("cuda gpu: ref bounds, graph replay against eager launches, PDL agains
           CHECK(runs[0] == runs[4]);
           const Diff tc = compare(runs[5], runs[0]), f32_ref = compare(ref, runs[5]);  // as in the emulator test of split attention
           INFO("tensor-core attention against f32: max|d| " << tc.max_abs << " cosine " << tc.cosine << "; f32 against ref: cosine " << f32_ref.cosine);
-          CHECK(tc.max_abs <= (mode == "none" ? 0.0 : 0.15));
-          CHECK(tc.cosine >= 0.99998);
-          CHECK(std::fabs(compare(ref, runs[0]).cosine - f32_ref.cosine) <= 1e-6);
+          CHECK(tc.max_abs <= (mode == "none" ? 0.0 : 0.35));
+          CHECK(tc.cosine >= 0.9999);
+          CHECK(std::fabs(compare(ref, runs[0]).cosine - f32_ref.cosine) <= 2e-5);
           const Diff d = compare(ref, runs[0]);
           INFO("max|d| " << d.max_abs << " cosine " << d.cosine);
           CHECK(d.max_abs <= (mode == "none" ? 1e-3 : 0.35));

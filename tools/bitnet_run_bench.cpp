@@ -150,7 +150,8 @@ int bench_main(int argc, char** argv) {
       nlohmann::json r{{"test", name}, {"tok_s_median", median(rates)}, {"tok_s_stddev", stddev(rates)},
                        {"tok_s_min", *std::min_element(rates.begin(), rates.end())}, {"tok_s_max", *std::max_element(rates.begin(), rates.end())},
                        {"samples", rates}};
-      if (name.rfind("tg", 0) == 0 && name.find(' ') == std::string::npos) r["roofline_fraction"] = median(rates) / roofline;
+      // The roofline is the CPU's read bandwidth over the bytes per token: it says nothing of a GPU.
+      if (name.rfind("tg", 0) == 0 && name.find(' ') == std::string::npos && model->target() != "cuda") r["roofline_fraction"] = median(rates) / roofline;
       if (name.rfind("pp", 0) == 0) r["first_token_ms"] = n_prompt / median(rates) * 1e3;
       results.push_back(r);
     };
