@@ -121,6 +121,7 @@ struct CudaStepExecutor::Impl {
   CUmodule module = nullptr;
   CUstream stream = nullptr;
   std::map<std::string, CUfunction> functions;
+  std::map<CUfunction, unsigned> dynamic_smem;  // kernels launched with dynamic shared memory: its bytes
   std::string device_name, image_arch;
   bool image_ptx = false;
 
@@ -132,7 +133,7 @@ struct CudaStepExecutor::Impl {
   CUdeviceptr arena = 0;
   std::vector<int64_t> offset;  // bytes into the arena per value id (-1: none)
   CUdeviceptr q8_scratch = 0;
-  CUdeviceptr inputs_dev = 0, logits_dev = 0, ids_dev = 0, part_acc = 0, part_ml = 0, counters = 0;
+  CUdeviceptr inputs_dev = 0, logits_dev = 0, ids_dev = 0, x_split = 0, part_acc = 0, part_ml = 0, counters = 0;
   int64_t logit_rows = kMaxGemvTokens;  // logits_dev's rows: more with many sequences (batched decode)
   // The tensor-core GEMM split over K when a step has too few tiles to fill the GPU (batched decode):
   // at most kSplitTilesPerSm * sms (tile, split) blocks, their accumulators and the per-tile counters.
@@ -226,6 +227,10 @@ CudaStepExecutor::Impl::Impl(const std::string& where_, const ir::Module& module
   logits_dev = alloc(static_cast<uint64_t>(logit_rows * n_vocab) * 4, "the logits");
   ok(api.cuMemAllocHost(reinterpret_cast<void**>(&logits_host), static_cast<size_t>(logit_rows * n_vocab) * 4), "cuMemAllocHost (logits)");
   ids_dev = alloc(static_cast<uint64_t>(max_tokens) * 4, "the greedy ids");
+  if (lm_head >= 0 && logit_rows > kMaxGemvTokens) {  // the tensor-core LM head's f16 head and tail of its input rows
+    const int64_t k = m.weights[m.nodes[static_cast<size_t>(lm_head)].weights[0]].type.dims[1];
+    x_split = alloc(static_cast<uint64_t>(2 * logit_rows * k) * 2, "the LM head's f16 input rows");
+  }
   ok(api.cuMemAllocHost(reinterpret_cast<void**>(&ids_host), static_cast<size_t>(max_tokens) * 4), "cuMemAllocHost (ids)");
   // Split attention: partial states for the small steps and their counters (zero between launches).
   int64_t partial = 1;
@@ -349,6 +354,8 @@ void CudaStepExecutor::Impl::load_module(std::span<const uint8_t> bytes) {
       fail("{}: no kernel {} (the bundle was compiled by another version of bitnetc: recompile it)", section_where, k.name);
     }
     functions[k.name] = f;
+    if (k.dynamic_smem > 48 * 1024) ok(api.cuFuncSetAttribute(f, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, k.dynamic_smem), "cuFuncSetAttribute (" + k.name + ")");
+    if (k.dynamic_smem > 0) dynamic_smem[f] = static_cast<unsigned>(k.dynamic_smem);
   }
 }
 
@@ -476,6 +483,8 @@ void CudaStepExecutor::Impl::launch_raw(const std::string& kernel, unsigned gx, 
   }
   void* params[] = {const_cast<void*>(args)};
   last_kernel = kernel;
+  const auto smem_it = dynamic_smem.find(it->second);
+  const unsigned smem = smem_it == dynamic_smem.end() ? 0u : smem_it->second;
   if (opt.pdl && !opt.profile && (!capturing || pdl_in_graphs)) {
     CUlaunchAttribute attr{};
     attr.id = CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
@@ -483,12 +492,13 @@ void CudaStepExecutor::Impl::launch_raw(const std::string& kernel, unsigned gx, 
     CUlaunchConfig config{};
     config.gridDimX = gx, config.gridDimY = gy, config.gridDimZ = gz;
     config.blockDimX = threads, config.blockDimY = 1, config.blockDimZ = 1;
+    config.sharedMemBytes = smem;
     config.hStream = stream;
     config.attrs = &attr;
     config.numAttrs = 1;
     ok(api.cuLaunchKernelEx(&config, it->second, params, nullptr), "launching " + kernel);
   } else {
-    ok(api.cuLaunchKernel(it->second, gx, gy, gz, threads, 1, 1, 0, stream, params, nullptr), "launching " + kernel);
+    ok(api.cuLaunchKernel(it->second, gx, gy, gz, threads, 1, 1, smem, stream, params, nullptr), "launching " + kernel);
   }
 }
 
@@ -630,7 +640,8 @@ void CudaStepExecutor::Impl::enqueue_node(size_t i, int64_t T, bool small) {
       const int64_t kk = m.weights[node.weights[0]].type.dims[1];
       const int tile = small ? choose_tile(k.tiles, T) : static_cast<int>(k.tiles.size() - 1);
       const int64_t rows_per_warp = (kk / (m.weights[node.weights[0]].type.dtype == ir::DType::F16 ? 8 : 4) + 31) / 32 <= 10 ? 2 : 1;
-      MatMulArgs a{weight(node, 0), f32(node.operands[0]), f32(node.result), 0, static_cast<int>(T)};
+      MatMulArgs a{};
+      a.w = weight(node, 0), a.x = f32(node.operands[0]), a.y = f32(node.result), a.T = static_cast<int>(T);
       launch(k.tiles[tile], blocks(n, 8 * rows_per_warp), blocks(T, kTokenTiles[tile]), 1, 256, &a);
       break;
     }
@@ -669,9 +680,13 @@ const float* CudaStepExecutor::Impl::enqueue_logits(int64_t first_row, int64_t r
   const ir::Node& node = m.nodes[static_cast<size_t>(lm_head)];
   const NodeKernels& k = plan.nodes[static_cast<size_t>(lm_head)];
   const ir::Type& wt = m.weights[node.weights[0]].type;
-  MatMulArgs a{weight(node, 0), f32(node.operands[0]), dptr<float>(logits_dev), static_cast<int>(first_row), static_cast<int>(rows)};
+  MatMulArgs a{};
+  a.w = weight(node, 0), a.x = f32(node.operands[0]), a.y = dptr<float>(logits_dev);
+  a.row0 = static_cast<int>(first_row), a.T = static_cast<int>(rows);
   if (rows > kMaxGemvTokens && !k.many_rows.empty()) {
-    launch(k.many_rows, blocks(n_vocab, 64), blocks(rows, 64), 1, 128, &a);
+    a.x_hi = dptr<unsigned short>(x_split), a.x_lo = a.x_hi + static_cast<size_t>(logit_rows * wt.dims[1]);
+    launch(k.many_rows_split, static_cast<unsigned>(rows), 1, 1, 256, &a);
+    launch(k.many_rows, blocks(n_vocab, 128), blocks(rows, 64), 1, 256, &a);
   } else {
     const int tile = choose_tile(k.tiles, rows);
     const int64_t rows_per_warp = (wt.dims[1] / (wt.dtype == ir::DType::F16 ? 8 : 4) + 31) / 32 <= 10 ? 2 : 1;

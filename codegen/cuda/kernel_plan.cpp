@@ -60,10 +60,11 @@ class Planner {
            m_.weights[n.weights[0]].type.dtype == ir::DType::T2;
   }
 
-  const std::string& add(const std::string& name, const std::string& file, std::map<std::string, std::string> holes, bool entry = true) {
+  const std::string& add(const std::string& name, const std::string& file, std::map<std::string, std::string> holes, bool entry = true,
+                         int dynamic_smem = 0) {
     for (const auto& k : plan_.kernels)
       if (k.name == name) return k.name;
-    plan_.kernels.push_back({name, file, std::move(holes), entry});
+    plan_.kernels.push_back({name, file, std::move(holes), entry, dynamic_smem});
     return plan_.kernels.back().name;
   }
 
@@ -196,7 +197,10 @@ class Planner {
     std::map<std::string, std::string> gemm_holes = holes;
     gemm_holes["WARPS_N"] = str(out.gemm_warps_n);
     gemm_holes["NJ"] = str(kGemmWarpTiles);
-    out.main = add(fmt::format("tgemm_{}_n{}_k{}_w{}", e.tag, n, k, out.gemm_warps_n), "ternary_gemm.cu.in", gemm_holes);
+    gemm_holes["STAGES"] = str(kGemmStages);
+    gemm_holes["SMEM"] = str(gemm_smem_bytes(out.gemm_warps_n));
+    out.main = add(fmt::format("tgemm_{}_n{}_k{}_w{}", e.tag, n, k, out.gemm_warps_n), "ternary_gemm.cu.in", gemm_holes, true,
+                   gemm_smem_bytes(out.gemm_warps_n));
     if (!q8_input) out.pre = norm_quant_kernel(k, false, false);
     std::string prologue_code;
     std::string prologue_tag;
@@ -321,7 +325,11 @@ class Planner {
           out.tiles[ti] = add(fmt::format("matmul_{}_n{}_k{}_t{}", f16 ? "f16" : "f32", n, k, tt), "matmul.cu.in",
                               {{"N", str(n)}, {"K", str(k)}, {"TT", str(tt)}, {"RPW", str(rows_per_warp)}, {"VEC", str(vec)}, {"W_T", f16 ? "f16" : "f32"}});
         }
-        if (f16) out.many_rows = add(fmt::format("matmul_tc_n{}_k{}", n, k), "matmul_tc.cu.in", {{"N", str(n)}, {"K", str(k)}});
+        if (f16) {
+          out.many_rows = add(fmt::format("matmul_tc_n{}_k{}", n, k), "matmul_tc.cu.in",
+                              {{"N", str(n)}, {"K", str(k)}, {"STAGES", str(kMatmulStages)}, {"SMEM", str(kMatmulSmemBytes)}}, true, kMatmulSmemBytes);
+          out.many_rows_split = add(fmt::format("split_f16_k{}", k), "split_f16.cu.in", {{"K", str(k)}});
+        }
         break;
       }
       case ir::Op::Scale:

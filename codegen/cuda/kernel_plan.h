@@ -24,14 +24,22 @@ struct KernelSpec {
   std::string template_file;
   std::map<std::string, std::string> holes;
   bool entry = true;  // false: device functions only (a phase of the persistent step kernel), no kernel
+  int dynamic_smem = 0;  // bytes of dynamic shared memory its launches take
 };
 
 inline constexpr int kMaxGemvTokens = 8;
 inline constexpr std::array<int, 4> kTokenTiles = {1, 2, 4, 8};  // the GEMV and LM-head variants per tile
 inline constexpr int kGemvSharedBytes = 40960;                    // int8 activation rows a GEMV block may hold
 inline constexpr int kGemmWarpTiles = 8;                          // ternary GEMM: 8-row mma tiles per warp (64 rows)
-// The ternary GEMM's row pairs per block (grid x) and threads for `warps_n` warps across the rows.
+// The f16 tensor-core matmul (matmul_tc.cu.in): K steps in flight, and its shared memory (x head and
+// tail [64][64 + 8] and weights [128][64 + 8] f16 per step).
+inline constexpr int kMatmulStages = 3;
+inline constexpr int kMatmulSmemBytes = kMatmulStages * (2 * 64 * 72 + 128 * 72) * 2;
+inline constexpr int kGemmStages = 3;                             // ternary GEMM: K tiles in flight (cp.async buffers)
+// The ternary GEMM's row pairs per block (grid x) and its dynamic shared memory, for `warps_n` warps
+// across the rows: per stage the int8 tile [64][128 + 16] and the packed weight tile [rows][8 + 4 words].
 inline constexpr int gemm_block_pairs(int warps_n) { return 4 * kGemmWarpTiles * warps_n; }
+inline constexpr int gemm_smem_bytes(int warps_n) { return kGemmStages * (64 * 144 + 8 * kGemmWarpTiles * warps_n * 12 * 4); }
 
 enum class Prologue { Q8, Norm, AddNorm, Quant };  // how a ternary GEMV gets its int8 rows
 
@@ -41,6 +49,7 @@ struct NodeKernels {
   std::string one_sequence;         // attention: the tensor-core kernel for longer steps of one sequence ("": none)
   int one_sequence_tokens = 0;      // its tokens per block
   std::string many_rows;            // f16 float matmul: the tensor-core kernel for steps of more than kMaxGemvTokens rows
+  std::string many_rows_split;      // ... and the kernel before it that writes its input rows as f16 head and tail
   std::array<std::string, 4> tiles; // ternary GEMV / matmul per token tile ("" where shared memory forbids)
   Prologue prologue = Prologue::Q8; // ternary GEMV input
   int fused_norm = -1;              // ternary GEMV: the (add_)rmsnorm_quant node its prologue computes

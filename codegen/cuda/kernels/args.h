@@ -82,6 +82,8 @@ struct MatMulArgs {  // the float matmul (LM head): y[t, n] = x[row0 + t] . W[n]
   const void* w;           // [N, K] f16 or f32
   const float* x;
   float* y;                // [T, N]
+  unsigned short* x_hi;    // the tensor-core matmul (many rows): rows x[row0 ..] as f16 head and tail, [T, K] each
+  unsigned short* x_lo;
   int row0;
   int T;
 };

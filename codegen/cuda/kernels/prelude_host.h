@@ -165,6 +165,13 @@ static inline void cp_async16(void* smem, const void* gmem, bool valid) {
     std::memset(smem, 0, 16);
   }
 }
+static inline void cp_async4(void* smem, const void* gmem, bool valid) {
+  if (valid) {
+    std::memcpy(smem, gmem, 4);
+  } else {
+    std::memset(smem, 0, 4);
+  }
+}
 static inline void cp_async_commit() {}
 template <int PENDING>
 static inline void cp_async_wait() {}
