@@ -626,7 +626,7 @@ void CudaStepExecutor::Impl::enqueue_node(size_t i, int64_t T, bool small) {
       a.n_ctx = static_cast<int>(n_ctx), a.T = static_cast<int>(T);
       if (!small && opt.tc_attention && !k.one_sequence.empty() && one_sequence(T)) {  // prefill
         a.splits = 1;
-        launch(k.one_sequence, blocks(T, k.one_sequence_tokens), static_cast<unsigned>(kv_heads), 1, 128, &a);
+        launch(k.one_sequence, blocks(T, k.one_sequence_tokens), static_cast<unsigned>(kv_heads), 1, 256, &a);
         break;
       }
       // At most 64 position ranges (the kernel's bound), and as many as the partial buffers hold for T
