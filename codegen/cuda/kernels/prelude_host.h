@@ -97,39 +97,15 @@ static inline int dp4a(u32 a, u32 b, int c) {
   return c;
 }
 
-// The PTX ISA's m16n8k32 s8 fragment layout, assembled from every lane of the warp.
-static inline void mma_s8_16832(int (&d)[4], const int (&a)[4], u32 b0, u32 b1) {
-  EmuThread* self = emu_hooks->current();
-  const int lane = self->thread_idx.x & 31;
-  int* mine = self->warp_mma + 10 * lane;
-  for (int i = 0; i < 4; ++i) mine[i] = a[i];
-  mine[4] = static_cast<int>(b0);
-  mine[5] = static_cast<int>(b1);
-  emu_hooks->sync_warp();
-  auto byte = [](int word, int i) { return static_cast<int>(static_cast<i8>((static_cast<u32>(word) >> (8 * i)) & 0xff)); };
-  auto A = [&](int row, int col) {  // A[row][col], 16 x 32
-    const int l = 4 * (row % 8) + (col % 16) / 4, reg = (row >= 8 ? 1 : 0) + (col >= 16 ? 2 : 0);
-    return byte(self->warp_mma[10 * l + reg], col % 4);
-  };
-  auto B = [&](int k, int n) {  // B[k][n], 32 x 8
-    const int l = 4 * n + (k % 16) / 4, reg = 4 + (k >= 16 ? 1 : 0);
-    return byte(self->warp_mma[10 * l + reg], k % 4);
-  };
-  const int g = lane / 4, i4 = lane % 4;
-  int out[4];
-  for (int e = 0; e < 4; ++e) {
-    const int row = g + (e >= 2 ? 8 : 0), col = 2 * i4 + (e & 1);
-    int s = 0;
-    for (int k = 0; k < 32; ++k) s += A(row, k) * B(k, col);
-    out[e] = d[e] + s;
-  }
-  emu_hooks->sync_warp();
-  for (int e = 0; e < 4; ++e) d[e] = out[e];
-}
-
-// The PTX ISA's m16n8k16 f16 fragment layout (prelude_device.cuh), assembled from every lane of the warp;
-// products summed in double and added to d once (the tensor cores' internal order is not specified).
-static inline void mma_f16_16816(float (&d)[4], const u32 (&a)[4], u32 b0, u32 b1) {
+// One warp's mma.m16n8kK as the PTX ISA lays out its fragments, for lane = 4 * g + i: a register holds
+// PER consecutive elements (k or column, lowest in the low bits); A 16 x K row-major in a[0..3] (a[0] rows
+// 0-7 and a[1] rows 8-15 of columns 0 .. K/2 - 1, a[2] and a[3] the same of columns K/2 ..; lane 4g + i
+// holds row g's columns PER i ..), B K x 8 column-major in b0 (k < K/2) and b1; d[0], d[1] = D[g][2i, 2i + 1],
+// d[2], d[3] = D[g + 8][...]. Every lane posts its registers, then reads what its outputs need; the products
+// are summed as Sum (int for s8, double for f16: the tensor cores' internal order is not specified) and
+// added to d once.
+template <int K, int PER, typename Sum, typename Acc, typename Elem>
+static inline void emulate_mma(Acc (&d)[4], const u32 (&a)[4], u32 b0, u32 b1, Elem elem) {
   EmuThread* self = emu_hooks->current();
   const int lane = self->thread_idx.x & 31;
   int* mine = self->warp_mma + 10 * lane;
@@ -137,25 +113,29 @@ static inline void mma_f16_16816(float (&d)[4], const u32 (&a)[4], u32 b0, u32 b
   mine[4] = static_cast<int>(b0);
   mine[5] = static_cast<int>(b1);
   emu_hooks->sync_warp();
-  auto half = [](int word, int i) { return f16_to_f32(static_cast<u16>((static_cast<u32>(word) >> (16 * i)) & 0xffffu)); };
-  auto A = [&](int row, int col) {  // A[row][col], 16 x 16
-    const int l = 4 * (row % 8) + (col % 8) / 2, reg = (row >= 8 ? 1 : 0) + (col >= 8 ? 2 : 0);
-    return half(self->warp_mma[10 * l + reg], col % 2);
+  auto word = [&](int l, int reg) { return static_cast<u32>(self->warp_mma[10 * l + reg]); };
+  auto A = [&](int row, int col) {
+    return elem(word(4 * (row % 8) + (col % (K / 2)) / PER, (row >= 8 ? 1 : 0) + (col >= K / 2 ? 2 : 0)), col % PER);
   };
-  auto B = [&](int k, int n) {  // B[k][n], 16 x 8
-    const int l = 4 * n + (k % 8) / 2, reg = 4 + (k >= 8 ? 1 : 0);
-    return half(self->warp_mma[10 * l + reg], k % 2);
-  };
+  auto B = [&](int k, int n) { return elem(word(4 * n + (k % (K / 2)) / PER, 4 + (k >= K / 2 ? 1 : 0)), k % PER); };
   const int g = lane / 4, i4 = lane % 4;
-  float out[4];
+  Acc out[4];
   for (int e = 0; e < 4; ++e) {
     const int row = g + (e >= 2 ? 8 : 0), col = 2 * i4 + (e & 1);
-    double s = 0;
-    for (int k = 0; k < 16; ++k) s += static_cast<double>(A(row, k)) * B(k, col);
-    out[e] = static_cast<float>(d[e] + s);
+    Sum s = 0;
+    for (int k = 0; k < K; ++k) s += static_cast<Sum>(A(row, k)) * B(k, col);
+    out[e] = static_cast<Acc>(d[e] + s);
   }
   emu_hooks->sync_warp();
   for (int e = 0; e < 4; ++e) d[e] = out[e];
+}
+
+static inline void mma_s8_16832(int (&d)[4], const int (&a)[4], u32 b0, u32 b1) {
+  const u32 au[4] = {static_cast<u32>(a[0]), static_cast<u32>(a[1]), static_cast<u32>(a[2]), static_cast<u32>(a[3])};
+  emulate_mma<32, 4, int>(d, au, b0, b1, [](u32 w, int i) { return static_cast<int>(static_cast<i8>((w >> (8 * i)) & 0xff)); });
+}
+static inline void mma_f16_16816(float (&d)[4], const u32 (&a)[4], u32 b0, u32 b1) {
+  emulate_mma<16, 2, double>(d, a, b0, b1, [](u32 w, int i) { return f16_to_f32(static_cast<u16>((w >> (16 * i)) & 0xffffu)); });
 }
 
 static inline void cp_async16(void* smem, const void* gmem, bool valid) {
