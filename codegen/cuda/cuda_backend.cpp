@@ -120,8 +120,11 @@ struct CudaStepExecutor::Impl {
   CUcontext context = nullptr;
   CUmodule module = nullptr;
   CUstream stream = nullptr;
-  std::map<std::string, CUfunction> functions;
-  std::map<CUfunction, unsigned> dynamic_smem;  // kernels launched with dynamic shared memory: its bytes
+  struct Kernel {
+    CUfunction function = nullptr;
+    unsigned dynamic_smem = 0;  // bytes of dynamic shared memory every launch takes
+  };
+  std::map<std::string, Kernel> functions;
   std::string device_name, image_arch;
   bool image_ptx = false;
 
@@ -142,7 +145,7 @@ struct CudaStepExecutor::Impl {
   int64_t split_capacity = 0;  // (tile, split) blocks the partials hold
   CUdeviceptr k_partials = 0, k_counters = 0;
   int k_splits_for(int64_t tiles, int64_t k) const {
-    const int64_t k_tiles = (k + 127) / 128;  // the GEMM's BK
+    const int64_t k_tiles = (k + kGemmTileK - 1) / kGemmTileK;
     int64_t s = opt.k_splits > 0 ? opt.k_splits : tiles >= sms ? 1 : std::min<int64_t>(kSplitTilesPerSm * sms / tiles, k_tiles / 3);
     s = std::min({s, k_tiles, split_capacity / tiles});
     return s >= 2 ? static_cast<int>(s) : 1;
@@ -263,7 +266,7 @@ void CudaStepExecutor::Impl::setup_step_kernel() {
     return;
   }
   static_assert(sizeof(Phase) == 256, "args.h: a Phase is 256 bytes");
-  const CUfunction f = functions.at(plan.step_kernel);
+  const CUfunction f = functions.at(plan.step_kernel).function;
   if (plan.step_smem > 48 * 1024) ok(api.cuFuncSetAttribute(f, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, plan.step_smem), "cuFuncSetAttribute");
   int per_sm = 0, sms = 0;
   ok(api.cuOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, f, 256, static_cast<size_t>(plan.step_smem)), "cuOccupancyMaxActiveBlocksPerMultiprocessor");
@@ -353,9 +356,8 @@ void CudaStepExecutor::Impl::load_module(std::span<const uint8_t> bytes) {
     if (api.cuModuleGetFunction(&f, module, k.name.c_str()) != CUDA_SUCCESS) {
       fail("{}: no kernel {} (the bundle was compiled by another version of bitnetc: recompile it)", section_where, k.name);
     }
-    functions[k.name] = f;
+    functions[k.name] = {f, static_cast<unsigned>(k.dynamic_smem)};
     if (k.dynamic_smem > 48 * 1024) ok(api.cuFuncSetAttribute(f, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, k.dynamic_smem), "cuFuncSetAttribute (" + k.name + ")");
-    if (k.dynamic_smem > 0) dynamic_smem[f] = static_cast<unsigned>(k.dynamic_smem);
   }
 }
 
@@ -483,8 +485,8 @@ void CudaStepExecutor::Impl::launch_raw(const std::string& kernel, unsigned gx, 
   }
   void* params[] = {const_cast<void*>(args)};
   last_kernel = kernel;
-  const auto smem_it = dynamic_smem.find(it->second);
-  const unsigned smem = smem_it == dynamic_smem.end() ? 0u : smem_it->second;
+  const CUfunction f = it->second.function;
+  const unsigned smem = it->second.dynamic_smem;
   if (opt.pdl && !opt.profile && (!capturing || pdl_in_graphs)) {
     CUlaunchAttribute attr{};
     attr.id = CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
@@ -496,9 +498,9 @@ void CudaStepExecutor::Impl::launch_raw(const std::string& kernel, unsigned gx, 
     config.hStream = stream;
     config.attrs = &attr;
     config.numAttrs = 1;
-    ok(api.cuLaunchKernelEx(&config, it->second, params, nullptr), "launching " + kernel);
+    ok(api.cuLaunchKernelEx(&config, f, params, nullptr), "launching " + kernel);
   } else {
-    ok(api.cuLaunchKernel(it->second, gx, gy, gz, threads, 1, 1, smem, stream, params, nullptr), "launching " + kernel);
+    ok(api.cuLaunchKernel(f, gx, gy, gz, threads, 1, 1, smem, stream, params, nullptr), "launching " + kernel);
   }
 }
 

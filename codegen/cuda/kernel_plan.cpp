@@ -298,7 +298,7 @@ class Planner {
         // Prefill on the tensor cores: f16 cache rows, 64 query rows of whole tokens per block, and q and
         // the output tile in registers (head dims up to 128).
         if (const int64_t group = heads / kv_heads; !plan_.kv_f32 && 64 % group == 0 && d % 16 == 0 && d <= 128) {
-          const int smem = static_cast<int>(2 * 2 * 2 * 32 * (d + 8) * 2);  // 2 groups x 2 stages x (K, V) x 32 rows
+          const int smem = attend_tc_smem_bytes(d);
           out.one_sequence = add(fmt::format("attend_tc_d{}_g{}_h{}_kv{}", d, group, heads, kv_heads), "attend_tc.cu.in",
                                  {{"D", str(d)}, {"GROUP", str(group)}, {"N_HEAD", str(heads)}, {"N_HEAD_KV", str(kv_heads)}, {"SMEM", str(smem)}}, true, smem);
           out.one_sequence_tokens = static_cast<int>(64 / group);

@@ -36,10 +36,17 @@ inline constexpr int kGemmWarpTiles = 8;                          // ternary GEM
 inline constexpr int kMatmulStages = 3;
 inline constexpr int kMatmulSmemBytes = kMatmulStages * (2 * 64 * 72 + 128 * 72) * 2;
 inline constexpr int kGemmStages = 3;                             // ternary GEMM: K tiles in flight (cp.async buffers)
+inline constexpr int kGemmTileK = 128;                            // ternary GEMM: the K step (its template's BK)
 // The ternary GEMM's row pairs per block (grid x) and its dynamic shared memory, for `warps_n` warps
-// across the rows: per stage the int8 tile [64][128 + 16] and the packed weight tile [rows][8 + 4 words].
+// across the rows: per stage the int8 tile [64][128 + 16] and the packed weight tile [rows][8 + 4 words]
+// (the template checks the sum against its own layout).
 inline constexpr int gemm_block_pairs(int warps_n) { return 4 * kGemmWarpTiles * warps_n; }
-inline constexpr int gemm_smem_bytes(int warps_n) { return kGemmStages * (64 * 144 + 8 * kGemmWarpTiles * warps_n * 12 * 4); }
+inline constexpr int gemm_smem_bytes(int warps_n) {
+  return kGemmStages * (64 * (kGemmTileK + 16) + 8 * kGemmWarpTiles * warps_n * (kGemmTileK / 16 + 4) * 4);
+}
+// The tensor-core prefill attention (attend_tc.cu.in) for head dim d: 2 warp groups x 2 stages x (K, V)
+// tiles of 32 f16 rows of d + 8.
+inline constexpr int attend_tc_smem_bytes(int64_t d) { return static_cast<int>(2 * 2 * 2 * 32 * (d + 8) * 2); }
 
 enum class Prologue { Q8, Norm, AddNorm, Quant };  // how a ternary GEMV gets its int8 rows
 

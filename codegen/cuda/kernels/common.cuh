@@ -19,6 +19,16 @@ KFN double warp_max_d(double v) {
   return v;
 }
 
+// Online softmax: the factor that takes a state kept against max m_part to max m (-inf: an empty state).
+KFN float rescale(float m_part, float m) { return m_part == -KINF ? 0.0f : expf(m_part - m); }
+
+// f32 values for the f16 tensor cores without losing f32 precision: x = f16(x) + f16_tail(x) to ~22 bits,
+// each half multiplied separately. pack_f16 makes one mma register (the lower column in the low bits).
+KFN float f16_tail(float x) { return x - f16_to_f32(f32_to_f16(x)); }
+KFN u32 pack_f16(float lo_col, float hi_col) {
+  return static_cast<u32>(f32_to_f16(lo_col)) | (static_cast<u32>(f32_to_f16(hi_col)) << 16);
+}
+
 // Block-wide sum or max: `red` is __shared__ scratch of 32 entries; every thread returns the result.
 KFN double block_sum_d(double v, double* red) {
   v = warp_sum_d(v);
