@@ -537,6 +537,31 @@ TEST_CASE("cuda: emulated batched sequences give each the logits it gets alone",
   CHECK(fourth == alone(a));
 }
 
+TEST_CASE("cuda: the tensor-core GEMV of a few tokens gives the dp4a GEMV's and the GEMM's bits", "[cuda]") {
+  if (!have_nvrtc() || !emulator_usable() || !have_shared("golden/p1-gqa")) return;
+  TempDir tmp("cudatcgemv");
+  const std::string bundle = compile_for(shared_testdata("golden/p1-gqa/model-i2_s.gguf"), "cuda", "int8_token", tmp);
+  cuda::CudaOptions options;
+  options.driver = emulator_for(bundle, tmp);
+  // The first T tokens of one prompt in one step, every row's logits, with the ternary matmuls of 2..
+  // tc_tokens tokens on the tensor-core GEMV. Integer dot products and the same f32 epilogue: equal bits.
+  auto run = [&](int tc_tokens, int T) {
+    cuda::CudaOptions o = options;
+    o.tc_gemv_tokens = tc_tokens;
+    CudaModel c = open_cuda(bundle, 64, 1, o);
+    std::vector<int32_t> ids, pos, seq;
+    for (int t = 0; t < T; ++t) ids.push_back((t * 97 + 5) % 768), pos.push_back(t), seq.push_back(0);
+    return c.step(ids, pos, seq);
+  };
+  const auto tc5 = run(8, 5), dp4a5 = run(0, 5);
+  REQUIRE(tc5.size() == 5 * 771);
+  CHECK(tc5 == dp4a5);
+  // 12 tokens: two blocks of tokens (8 and 4) against the int8 GEMM
+  const auto tc12 = run(16, 12), gemm12 = run(8, 12);
+  REQUIRE(tc12.size() == 12 * 771);
+  CHECK(tc12 == gemm12);
+}
+
 // ------------------------------------------------------------------------------------------------------
 // On a GPU.
 
@@ -715,8 +740,9 @@ TEST_CASE("cuda gpu: batched sequences give each the logits it gets alone", "[cu
   if (!have_nvrtc() || !gpu() || !have_shared("golden/p1-gqa")) return;
   TempDir tmp("cudagpubatch");
   const std::string bundle = compile_for(shared_testdata("golden/p1-gqa/model-i2_s.gguf"), "cuda", "int8_token", tmp);
-  // Eight sequences decoded together (graph of 8 tokens), then sixteen (the tensor-core path), against
-  // each sequence alone (graphs of 1 token); a token's logits do not depend on its batch.
+  // Eight sequences decoded together (graph of 8 tokens), then sixteen (no graph; the LM head on the
+  // tensor cores), against each sequence alone (graphs of 1 token); a token's logits do not depend on its
+  // batch.
   for (int batch : {8, 16}) {
     DYNAMIC_SECTION("batch " << batch) {
       CudaModel both = open_cuda(bundle, 64, batch, {});
@@ -734,7 +760,7 @@ TEST_CASE("cuda gpu: batched sequences give each the logits it gets alone", "[cu
         INFO("sequence " << s);
         if (batch <= cuda::kMaxGemvTokens) {
           CHECK(l == last[s]);
-        } else {  // the same integers through the tensor cores; attention in one range instead of splits
+        } else {  // the LM head's f32 sums in another order; attention in one range instead of splits
           const Diff d = compare(last[s], l);
           INFO("max|d| " << d.max_abs << " cosine " << d.cosine);
           CHECK(d.max_abs <= 0.1);

@@ -41,6 +41,7 @@ CudaOptions cuda_options_from_env() {
   o.pdl = flag("BITNETC_CUDA_PDL", o.pdl);
   if (const char* v = std::getenv("BITNETC_CUDA_SPLITS"); v && *v) o.attention_splits = std::max(1, std::atoi(v));
   o.tc_attention = flag("BITNETC_CUDA_TC_ATTENTION", o.tc_attention);
+  if (const char* v = std::getenv("BITNETC_CUDA_TC_GEMV"); v && *v) o.tc_gemv_tokens = std::max(0, std::atoi(v));
   if (const char* v = std::getenv("BITNETC_CUDA_K_SPLITS"); v && *v) o.k_splits = std::max(0, std::atoi(v));
   o.persistent = flag("BITNETC_CUDA_PERSISTENT", o.persistent);
   o.prefetch = flag("BITNETC_CUDA_PREFETCH", o.prefetch);
@@ -138,15 +139,17 @@ struct CudaStepExecutor::Impl {
   CUdeviceptr q8_scratch = 0;
   CUdeviceptr inputs_dev = 0, logits_dev = 0, ids_dev = 0, x_split = 0, part_acc = 0, part_ml = 0, counters = 0;
   int64_t logit_rows = kMaxGemvTokens;  // logits_dev's rows: more with many sequences (batched decode)
-  // The tensor-core GEMM split over K when a step has too few tiles to fill the GPU (batched decode):
-  // at most kSplitTilesPerSm * sms (tile, split) blocks, their accumulators and the per-tile counters.
-  static constexpr int kSplitTilesPerSm = 2;
+  // The tensor-core GEMM split over K when a step has too few tiles to keep the GPU busy: about
+  // kSplitTilesPerSm (tile, split) blocks per SM, their accumulators and the per-tile counters. Measured
+  // on the H200 (pp512, 2B4T): 2 per SM 40.1k tok/s, 3 47.3k, 4 51.7k, 6 48.9k, 8 47.2k -- at 2 the
+  // narrow prefill GEMMs (o, down: 160 tiles) were not split at all and ran ~5 warps per SM.
+  static constexpr int kSplitTilesPerSm = 4;
   int sms = 1;
   int64_t split_capacity = 0;  // (tile, split) blocks the partials hold
   CUdeviceptr k_partials = 0, k_counters = 0;
   int k_splits_for(int64_t tiles, int64_t k) const {
     const int64_t k_tiles = (k + kGemmTileK - 1) / kGemmTileK;
-    int64_t s = opt.k_splits > 0 ? opt.k_splits : tiles >= sms ? 1 : std::min<int64_t>(kSplitTilesPerSm * sms / tiles, k_tiles / 3);
+    int64_t s = opt.k_splits > 0 ? opt.k_splits : std::min<int64_t>(kSplitTilesPerSm * sms / tiles, k_tiles / 3);
     s = std::min({s, k_tiles, split_capacity / tiles});
     return s >= 2 ? static_cast<int>(s) : 1;
   }
@@ -534,12 +537,8 @@ void CudaStepExecutor::Impl::enqueue_ternary(size_t i, int64_t T, bool small) {
     launch(k.main, blocks(pairs, 8), static_cast<unsigned>(T), 1, 256, &a);
     return;
   }
-  if (small) {
-    const int tile = choose_tile(k.tiles, T);
-    if (k.prologue == Prologue::Q8) {
-      const Q8 q = q8(node.operands[0]);
-      a.q = q.q, a.q_mult = q.mult, a.q_sum = q.sum;
-    } else if (k.prologue == Prologue::Quant) {
+  if (T == 1 && k.prologue != Prologue::Q8) {  // the GEMV computes its int8 row itself
+    if (k.prologue == Prologue::Quant) {
       a.x = f32(node.operands[0]);
     } else {
       const ir::Node& norm = m.nodes[static_cast<size_t>(k.fused_norm)];
@@ -551,7 +550,7 @@ void CudaStepExecutor::Impl::enqueue_ternary(size_t i, int64_t T, bool small) {
         a.x_sum = f32(norm.result);
       }
     }
-    launch(k.tiles[tile], blocks(pairs, 8 * k.pairs_per_warp[tile]), blocks(T, kTokenTiles[tile]), 1, 256, &a);
+    launch(k.tiles[0], blocks(pairs, 8 * k.pairs_per_warp[0]), 1, 1, 256, &a);
     return;
   }
   Q8 q{};
@@ -566,6 +565,15 @@ void CudaStepExecutor::Impl::enqueue_ternary(size_t i, int64_t T, bool small) {
     q = q8(node.operands[0]);
   }
   a.q = q.q, a.q_mult = q.mult, a.q_sum = q.sum;
+  if (T >= 2 && T <= opt.tc_gemv_tokens) {
+    launch(k.few_tokens, blocks(pairs, 16), blocks(T, 8), 1, 256, &a);
+    return;
+  }
+  if (small) {
+    const int tile = choose_tile(k.tiles, T);
+    launch(k.tiles[tile], blocks(pairs, 8 * k.pairs_per_warp[tile]), blocks(T, kTokenTiles[tile]), 1, 256, &a);
+    return;
+  }
   const unsigned gx = blocks(pairs, gemm_block_pairs(k.gemm_warps_n)), gy = blocks(T, 64);
   a.k_splits = k_splits_for(static_cast<int64_t>(gx) * gy, kk);
   a.k_partials = dptr<int>(k_partials), a.k_counters = dptr<unsigned>(k_counters);
@@ -592,7 +600,7 @@ void CudaStepExecutor::Impl::enqueue_node(size_t i, int64_t T, bool small) {
     }
     case ir::Op::RmsNormQuant:
     case ir::Op::AddRmsNormQuant: {
-      if (small && k.fused_into >= 0) break;  // the next GEMV's prologue computes it
+      if (T == 1 && k.fused_into >= 0) break;  // the next GEMV's prologue computes it
       const bool add = node.op == ir::Op::AddRmsNormQuant;
       const Q8 q = q8(add ? node.extra_results[0] : node.result);
       NormArgs a{};

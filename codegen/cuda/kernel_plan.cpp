@@ -232,19 +232,39 @@ class Planner {
       phase_specs_[i] = add(fmt::format("tgemv1_{}_n{}_k{}_{}_u{}", e.tag, n, k, prologue_tag, u), "ternary_gemv_t1.cu.in", phase_holes, false);
       phase_smem_[i] = k + 8 + kNormScratchBytes;
     }
-    holes["PROLOGUE_KIND"] = prologue_tag;
-    holes["PROLOGUE_CODE"] = prologue_code;
+    // One token: the GEMV computes its int8 row itself (the prologue above), so the norm costs no kernel
+    // of its own. Several: a prologue per block would normalize every row once per block (measured: the
+    // step time grew by ~0.65 ms per token of a batch on the H200), so the norm node's kernel (or `pre`)
+    // writes the q8 rows once and the tensor-core GEMV reads them (the dp4a tiles of 2..8 tokens remain
+    // for comparison, CudaOptions::tc_gemv_tokens = 0). The rows live in dynamic shared memory.
+    std::map<std::string, std::string> tc_holes = holes;
+    tc_holes["SMEM"] = str(gemv_tc_smem_bytes(k));
+    out.few_tokens = add(fmt::format("tgemv_tc_{}_n{}_k{}", e.tag, n, k), "ternary_gemv_tc.cu.in", tc_holes, true, gemv_tc_smem_bytes(k));
     for (size_t ti = 0; ti < kTokenTiles.size(); ++ti) {
       const int tt = kTokenTiles[ti];
-      if (tt * k > kGemvSharedBytes) continue;
-      // Wide matrices (the gate/up pair): more row pairs per warp, fewer blocks, so all of them fit on
-      // the GPU at once (2 per SM on an H100 at these kernels' registers) instead of running a second,
-      // partial wave: 4 for one token (6912 pairs: 216 blocks), 2 for tiles of several (more registers).
-      out.pairs_per_warp[ti] = e.pairs >= 4096 ? (tt == 1 ? 4 : 2) : 1;
-      holes["TT"] = str(tt);
-      holes["PPW"] = str(out.pairs_per_warp[ti]);
-      out.tiles[ti] = add(fmt::format("tgemv_{}_n{}_k{}_{}_t{}_p{}", e.tag, n, k, prologue_tag, tt, out.pairs_per_warp[ti]), "ternary_gemv.cu.in", holes);
+      const bool own_row = tt == 1;
+      out.pairs_per_warp[ti] = gemv_pairs_per_warp(e.pairs, k, tt);
+      std::map<std::string, std::string> tile_holes = holes;
+      tile_holes["TT"] = str(tt);
+      tile_holes["PPW"] = str(out.pairs_per_warp[ti]);
+      tile_holes["PROLOGUE_KIND"] = own_row ? prologue_tag : "q8";
+      tile_holes["PROLOGUE_CODE"] = own_row ? prologue_code : std::string(kernel_template("prologue_q8.cu.in"));
+      out.tiles[ti] = add(fmt::format("tgemv_{}_n{}_k{}_{}_t{}_p{}", e.tag, n, k, own_row ? prologue_tag : "q8", tt, out.pairs_per_warp[ti]),
+                          "ternary_gemv.cu.in", tile_holes, true, static_cast<int>(tt * k));
     }
+  }
+
+  // Row pairs per warp of a GEMV tile: enough that every block of the grid is on the GPU at once (one
+  // wave) on an H100 / H200 (132 SMs), where a second, partial wave would double the kernel's latency.
+  // Blocks per SM: 2, or 1 where a one-token tile holds an input row over 4096 wide and its norm weights
+  // in registers (the FFN's down projection: 141 registers). Several tokens: at most 2 (registers).
+  // Measured on the H200: the down GEMV 15.4 -> 10.9 us at 2 pairs per warp (80 blocks instead of 160 in
+  // two waves), 783 -> 881 tok/s batch-1 decode.
+  static int gemv_pairs_per_warp(int64_t pairs, int64_t k, int tt) {
+    constexpr int64_t kSms = 132;
+    const int64_t per_sm = tt == 1 && k > 4096 ? 1 : 2;
+    const int64_t ppw = (pairs + 8 * kSms * per_sm - 1) / (8 * kSms * per_sm);
+    return static_cast<int>(std::clamp<int64_t>(ppw, 1, tt == 1 ? 4 : 2));
   }
 
   std::string norm_quant_kernel(int64_t k, bool add_residual, bool norm) {

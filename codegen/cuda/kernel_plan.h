@@ -2,11 +2,11 @@
 // compiler uses it to generate and compile every kernel a bundle can need (all token-tile variants), the
 // executor to bind the same names at load time. No NVRTC and no driver in here.
 //
-// Steps of at most kMaxGemvTokens tokens (decode, batched decode) run the ternary matmuls as GEMVs whose
-// prologue computes the (add_)rmsnorm_quant right before them (the q8 value never reaches memory; one
-// kernel per BitLinear); longer steps (prefill) run that norm as its own kernel and the matmul on the
-// int8 tensor cores. A step of one token can instead run as one persistent kernel whose phases are the
-// same ops (step_t1.cu.in).
+// Steps of at most kMaxGemvTokens tokens (decode, batched decode) run the ternary matmuls as GEMVs; for
+// one token the GEMV's prologue computes the (add_)rmsnorm_quant right before it (the q8 value never
+// reaches memory; one kernel per BitLinear), for more the norm runs once as its own kernel. Longer steps
+// (prefill) run the norm as its own kernel and the matmul on the int8 tensor cores. A step of one token
+// can instead run as one persistent kernel whose phases are the same ops (step_t1.cu.in).
 #pragma once
 
 #include "ir/ir.h"
@@ -29,7 +29,6 @@ struct KernelSpec {
 
 inline constexpr int kMaxGemvTokens = 8;
 inline constexpr std::array<int, 4> kTokenTiles = {1, 2, 4, 8};  // the GEMV and LM-head variants per tile
-inline constexpr int kGemvSharedBytes = 40960;                    // int8 activation rows a GEMV block may hold
 inline constexpr int kGemmWarpTiles = 8;                          // ternary GEMM: 8-row mma tiles per warp (64 rows)
 // The f16 tensor-core matmul (matmul_tc.cu.in): K steps in flight, and its shared memory (x head and
 // tail [64][64 + 8] and weights [128][64 + 8] f16 per step).
@@ -44,6 +43,9 @@ inline constexpr int gemm_block_pairs(int warps_n) { return 4 * kGemmWarpTiles *
 inline constexpr int gemm_smem_bytes(int warps_n) {
   return kGemmStages * (64 * (kGemmTileK + 16) + 8 * kGemmWarpTiles * warps_n * (kGemmTileK / 16 + 4) * 4);
 }
+// The tensor-core GEMV of a few tokens (ternary_gemv_tc.cu.in): 8 int8 token rows of K bytes, each padded
+// to 4 16-byte units mod 8.
+inline constexpr int gemv_tc_smem_bytes(int64_t k) { return static_cast<int>(8 * ((k / 16 + 7) / 8 * 8 + 4) * 16); }
 // The tensor-core prefill attention (attend_tc.cu.in) for head dim d: 2 warp groups x 2 stages x (K, V)
 // tiles of 32 f16 rows of d + 8.
 inline constexpr int attend_tc_smem_bytes(int64_t d) { return static_cast<int>(2 * 2 * 2 * 32 * (d + 8) * 2); }
@@ -57,12 +59,13 @@ struct NodeKernels {
   int one_sequence_tokens = 0;      // its tokens per block
   std::string many_rows;            // f16 float matmul: the tensor-core kernel for steps of more than kMaxGemvTokens rows
   std::string many_rows_split;      // ... and the kernel before it that writes its input rows as f16 head and tail
-  std::array<std::string, 4> tiles; // ternary GEMV / matmul per token tile ("" where shared memory forbids)
-  Prologue prologue = Prologue::Q8; // ternary GEMV input
-  int fused_norm = -1;              // ternary GEMV: the (add_)rmsnorm_quant node its prologue computes
+  std::string few_tokens;            // ternary: the tensor-core GEMV for steps of a few tokens (q8 input)
+  std::array<std::string, 4> tiles; // ternary GEMV / matmul per token tile
+  Prologue prologue = Prologue::Q8; // the one-token ternary GEMV's input (tiles of more tokens read q8 rows)
+  int fused_norm = -1;              // ternary GEMV: the (add_)rmsnorm_quant node its one-token prologue computes
   std::array<int, 4> pairs_per_warp = {1, 1, 1, 1};  // ternary GEMV per tile: row pairs per warp (wide matrices: more, one wave of blocks)
   int gemm_warps_n = 4;             // ternary GEMM: warps across the rows (block of 64 x WARPS_N threads)
-  int fused_into = -1;              // (add_)rmsnorm_quant: the GEMV node that computes it in small steps
+  int fused_into = -1;              // (add_)rmsnorm_quant: the GEMV node that computes it in steps of one token
   bool float_activations = false;   // act_quant none: f32 input, float GEMV for every step size
   int phase = -1;                   // the persistent step kernel's phase function (its switch case) for this op; -1: none
 };
