@@ -556,10 +556,14 @@ TEST_CASE("cuda: the tensor-core GEMV of a few tokens gives the dp4a GEMV's and 
   const auto tc5 = run(8, 5), dp4a5 = run(0, 5);
   REQUIRE(tc5.size() == 5 * 771);
   CHECK(tc5 == dp4a5);
-  // 12 tokens: two blocks of tokens (8 and 4) against the int8 GEMM
-  const auto tc12 = run(16, 12), gemm12 = run(8, 12);
-  REQUIRE(tc12.size() == 12 * 771);
-  CHECK(tc12 == gemm12);
+  // 12 and 40 tokens: the kernel with several 8-token tiles per block (one block of tokens; two, the
+  // second partly past T), against the int8 GEMM
+  for (int T : {12, 40}) {
+    INFO(T << " tokens");
+    const auto tc = run(64, T), gemm = run(8, T);
+    REQUIRE(tc.size() == static_cast<size_t>(T) * 771);
+    CHECK(tc == gemm);
+  }
 }
 
 // ------------------------------------------------------------------------------------------------------

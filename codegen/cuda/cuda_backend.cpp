@@ -566,7 +566,8 @@ void CudaStepExecutor::Impl::enqueue_ternary(size_t i, int64_t T, bool small) {
   }
   a.q = q.q, a.q_mult = q.mult, a.q_sum = q.sum;
   if (T >= 2 && T <= opt.tc_gemv_tokens) {
-    launch(k.few_tokens, blocks(pairs, 16), blocks(T, 8), 1, 256, &a);
+    const int wide = T > 8 ? 1 : 0;
+    launch(k.tc_gemv[wide], blocks(pairs, 16), blocks(T, k.tc_gemv_tokens[wide]), 1, 256, &a);
     return;
   }
   if (small) {

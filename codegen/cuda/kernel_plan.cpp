@@ -237,9 +237,14 @@ class Planner {
     // step time grew by ~0.65 ms per token of a batch on the H200), so the norm node's kernel (or `pre`)
     // writes the q8 rows once and the tensor-core GEMV reads them (the dp4a tiles of 2..8 tokens remain
     // for comparison, CudaOptions::tc_gemv_tokens = 0). The rows live in dynamic shared memory.
-    std::map<std::string, std::string> tc_holes = holes;
-    tc_holes["SMEM"] = str(gemv_tc_smem_bytes(k));
-    out.few_tokens = add(fmt::format("tgemv_tc_{}_n{}_k{}", e.tag, n, k), "ternary_gemv_tc.cu.in", tc_holes, true, gemv_tc_smem_bytes(k));
+    for (int wide = 0; wide < 2; ++wide) {
+      const int nt = wide ? gemv_tc_wide_tiles(k) : 1;
+      std::map<std::string, std::string> tc_holes = holes;
+      tc_holes["NT"] = str(nt);
+      tc_holes["SMEM"] = str(gemv_tc_smem_bytes(k, nt));
+      out.tc_gemv[wide] = add(fmt::format("tgemv_tc_{}_n{}_k{}_t{}", e.tag, n, k, 8 * nt), "ternary_gemv_tc.cu.in", tc_holes, true, gemv_tc_smem_bytes(k, nt));
+      out.tc_gemv_tokens[wide] = 8 * nt;
+    }
     for (size_t ti = 0; ti < kTokenTiles.size(); ++ti) {
       const int tt = kTokenTiles[ti];
       const bool own_row = tt == 1;

@@ -11,6 +11,7 @@
 
 #include "ir/ir.h"
 
+#include <algorithm>
 #include <array>
 #include <map>
 #include <string>
@@ -43,9 +44,12 @@ inline constexpr int gemm_block_pairs(int warps_n) { return 4 * kGemmWarpTiles *
 inline constexpr int gemm_smem_bytes(int warps_n) {
   return kGemmStages * (64 * (kGemmTileK + 16) + 8 * kGemmWarpTiles * warps_n * (kGemmTileK / 16 + 4) * 4);
 }
-// The tensor-core GEMV of a few tokens (ternary_gemv_tc.cu.in): 8 int8 token rows of K bytes, each padded
-// to 4 16-byte units mod 8.
-inline constexpr int gemv_tc_smem_bytes(int64_t k) { return static_cast<int>(8 * ((k / 16 + 7) / 8 * 8 + 4) * 16); }
+// The tensor-core GEMV of a few tokens (ternary_gemv_tc.cu.in): 8 nt int8 token rows of K bytes, each padded
+// to 4 16-byte units mod 8, later the warps' int32 sums in the same memory. Steps of more than 8 tokens take
+// the most 8-token tiles per block (up to 4) that leave room for 2 blocks per SM.
+inline constexpr int64_t gemv_tc_pitch(int64_t k) { return ((k / 16 + 7) / 8 * 8 + 4) * 16; }
+inline constexpr int gemv_tc_smem_bytes(int64_t k, int nt) { return static_cast<int>(std::max<int64_t>(8 * nt * gemv_tc_pitch(k), 8 * 2 * 16 * 8 * nt * 4)); }
+inline constexpr int gemv_tc_wide_tiles(int64_t k) { return static_cast<int>(std::clamp<int64_t>(112 * 1024 / (8 * gemv_tc_pitch(k)), 1, 4)); }
 // The tensor-core prefill attention (attend_tc.cu.in) for head dim d: 2 warp groups x 2 stages x (K, V)
 // tiles of 32 f16 rows of d + 8.
 inline constexpr int attend_tc_smem_bytes(int64_t d) { return static_cast<int>(2 * 2 * 2 * 32 * (d + 8) * 2); }
@@ -59,7 +63,9 @@ struct NodeKernels {
   int one_sequence_tokens = 0;      // its tokens per block
   std::string many_rows;            // f16 float matmul: the tensor-core kernel for steps of more than kMaxGemvTokens rows
   std::string many_rows_split;      // ... and the kernel before it that writes its input rows as f16 head and tail
-  std::string few_tokens;            // ternary: the tensor-core GEMV for steps of a few tokens (q8 input)
+  // Ternary: the tensor-core GEMV for steps of 2..8 tokens and for more (q8 input), and the tokens a block of each takes.
+  std::array<std::string, 2> tc_gemv;
+  std::array<int, 2> tc_gemv_tokens = {8, 8};
   std::array<std::string, 4> tiles; // ternary GEMV / matmul per token tile
   Prologue prologue = Prologue::Q8; // the one-token ternary GEMV's input (tiles of more tokens read q8 rows)
   int fused_norm = -1;              // ternary GEMV: the (add_)rmsnorm_quant node its one-token prologue computes
