@@ -566,6 +566,31 @@ TEST_CASE("cuda: the tensor-core GEMV of a few tokens gives the dp4a GEMV's and 
   }
 }
 
+TEST_CASE("cuda: the tensor-core LM head of a few rows gives the f32 GEMV's logits to f32 rounding", "[cuda]") {
+  if (!have_nvrtc() || !emulator_usable() || !have_shared("golden/p1-gqa")) return;
+  TempDir tmp("cudatchead");
+  // Float mode: every other op is the same f32 kernel either way, so the difference is the LM head's.
+  const std::string bundle = compile_for(shared_testdata("golden/p1-gqa/model-i2_s.gguf"), "cuda", "none", tmp);
+  cuda::CudaOptions options;
+  options.driver = emulator_for(bundle, tmp);
+  auto run = [&](bool tc, int T) {
+    cuda::CudaOptions o = options;
+    o.tc_lm_head = tc;
+    CudaModel c = open_cuda(bundle, 64, 8, o);
+    std::vector<int32_t> ids, pos, seq;
+    for (int t = 0; t < T; ++t) ids.push_back((t * 97 + 5) % 768), pos.push_back(0), seq.push_back(t);
+    return c.step(ids, pos, seq);
+  };
+  for (int T : {1, 6}) {
+    INFO(T << " rows");
+    const auto tc = run(true, T), gemv = run(false, T);
+    REQUIRE(tc.size() == static_cast<size_t>(T) * 771);
+    const Diff d = compare(tc, gemv);
+    INFO("max|d| " << d.max_abs << " cosine " << d.cosine);
+    CHECK(d.max_abs <= 1e-4);  // dropping the f16 tails of x gives ~1e-3
+  }
+}
+
 // ------------------------------------------------------------------------------------------------------
 // On a GPU.
 

@@ -41,6 +41,7 @@ CudaOptions cuda_options_from_env() {
   o.pdl = flag("BITNETC_CUDA_PDL", o.pdl);
   if (const char* v = std::getenv("BITNETC_CUDA_SPLITS"); v && *v) o.attention_splits = std::max(1, std::atoi(v));
   o.tc_attention = flag("BITNETC_CUDA_TC_ATTENTION", o.tc_attention);
+  o.tc_lm_head = flag("BITNETC_CUDA_TC_LM_HEAD", o.tc_lm_head);
   if (const char* v = std::getenv("BITNETC_CUDA_TC_GEMV"); v && *v) o.tc_gemv_tokens = std::max(0, std::atoi(v));
   if (const char* v = std::getenv("BITNETC_CUDA_K_SPLITS"); v && *v) o.k_splits = std::max(0, std::atoi(v));
   o.persistent = flag("BITNETC_CUDA_PERSISTENT", o.persistent);
@@ -685,7 +686,8 @@ void CudaStepExecutor::Impl::enqueue_node(size_t i, int64_t T, bool small) {
 
 // Logits rows [first_row, first_row + rows) of the step (rows <= logit_rows) on the device; returns where
 // they are (logits_dev, or the arena when the module's output is not an LM-head matmul). Up to 8 rows:
-// the GEMV tiles; more: the tensor-core kernel, which reads the head once per 64 rows.
+// the few-rows tensor-core kernel (or the GEMV tiles); more: the tensor-core kernel that reads the head
+// once per 64 rows.
 const float* CudaStepExecutor::Impl::enqueue_logits(int64_t first_row, int64_t rows) {
   if (lm_head < 0) return f32(m.output) + first_row * n_vocab;
   const ir::Node& node = m.nodes[static_cast<size_t>(lm_head)];
@@ -698,6 +700,8 @@ const float* CudaStepExecutor::Impl::enqueue_logits(int64_t first_row, int64_t r
     a.x_hi = dptr<unsigned short>(x_split), a.x_lo = a.x_hi + static_cast<size_t>(logit_rows * wt.dims[1]);
     launch(k.many_rows_split, static_cast<unsigned>(rows), 1, 1, 256, &a);
     launch(k.many_rows, blocks(n_vocab, 128), blocks(rows, 64), 1, 256, &a);
+  } else if (opt.tc_lm_head && !k.few_rows.empty()) {
+    launch(k.few_rows, static_cast<unsigned>(std::min<int64_t>((n_vocab + 127) / 128, 2 * sms)), 1, 1, 256, &a);
   } else {
     const int tile = choose_tile(k.tiles, rows);
     const int64_t rows_per_warp = (wt.dims[1] / (wt.dtype == ir::DType::F16 ? 8 : 4) + 31) / 32 <= 10 ? 2 : 1;

@@ -36,6 +36,7 @@ struct CudaOptions {
   // 2946 -> 3890 tok/s against the dp4a GEMV; batch 16 3683 -> 6678 and batch 64 11750 -> 13600 against
   // the GEMM (split over K). 0: the dp4a GEMV up to kMaxGemvTokens tokens, the GEMM beyond.
   int tc_gemv_tokens = 64;
+  bool tc_lm_head = true;           // f16 LM head of up to kMaxGemvTokens rows on the tensor cores (else the f32 GEMV)
   int k_splits = 0;                // tensor-core GEMM: K ranges per output tile (0: enough to fill the GPU when a step has few tiles)
   // Steps of one token as one persistent kernel (when the plan has one). Off by default: on the H100 it
   // decodes no faster than graphs + PDL (bench/RESULTS.md), the per-op latency being the limit in both.
@@ -49,7 +50,7 @@ struct CudaOptions {
 };
 
 // Overrides from the environment for experiments: BITNETC_CUDA_GRAPHS=0, BITNETC_CUDA_PDL=0,
-// BITNETC_CUDA_SPLITS=N, BITNETC_CUDA_TC_ATTENTION=0, BITNETC_CUDA_TC_GEMV=N (tc_gemv_tokens), BITNETC_CUDA_K_SPLITS=N, BITNETC_CUDA_PERSISTENT=1, BITNETC_CUDA_STEP_BLOCKS=N,
+// BITNETC_CUDA_SPLITS=N, BITNETC_CUDA_TC_ATTENTION=0, BITNETC_CUDA_TC_GEMV=N (tc_gemv_tokens), BITNETC_CUDA_TC_LM_HEAD=0, BITNETC_CUDA_K_SPLITS=N, BITNETC_CUDA_PERSISTENT=1, BITNETC_CUDA_STEP_BLOCKS=N,
 // BITNETC_CUDA_PREFETCH=1, BITNETC_CUDA_RELEASE_BARRIER=0, BITNETC_CUDA_PROFILE=1.
 CudaOptions cuda_options_from_env();
 

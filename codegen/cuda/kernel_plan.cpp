@@ -351,6 +351,10 @@ class Planner {
           out.tiles[ti] = add(fmt::format("matmul_{}_n{}_k{}_t{}", f16 ? "f16" : "f32", n, k, tt), "matmul.cu.in",
                               {{"N", str(n)}, {"K", str(k)}, {"TT", str(tt)}, {"RPW", str(rows_per_warp)}, {"VEC", str(vec)}, {"W_T", f16 ? "f16" : "f32"}});
         }
+        if (f16 && k % 32 == 0) {
+          const int smem = matmul_tc_few_smem_bytes(k);
+          out.few_rows = add(fmt::format("matmul_tc_few_n{}_k{}", n, k), "matmul_tc_few.cu.in", {{"N", str(n)}, {"K", str(k)}, {"SMEM", str(smem)}}, true, smem);
+        }
         if (f16) {
           out.many_rows = add(fmt::format("matmul_tc_n{}_k{}", n, k), "matmul_tc.cu.in",
                               {{"N", str(n)}, {"K", str(k)}, {"STAGES", str(kMatmulStages)}, {"SMEM", str(kMatmulSmemBytes)}}, true, kMatmulSmemBytes);

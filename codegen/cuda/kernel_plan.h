@@ -50,6 +50,9 @@ inline constexpr int gemm_smem_bytes(int warps_n) {
 inline constexpr int64_t gemv_tc_pitch(int64_t k) { return ((k / 16 + 7) / 8 * 8 + 4) * 16; }
 inline constexpr int gemv_tc_smem_bytes(int64_t k, int nt) { return static_cast<int>(std::max<int64_t>(8 * nt * gemv_tc_pitch(k), 8 * 2 * 16 * 8 * nt * 4)); }
 inline constexpr int gemv_tc_wide_tiles(int64_t k) { return static_cast<int>(std::clamp<int64_t>(112 * 1024 / (8 * gemv_tc_pitch(k)), 1, 4)); }
+// The f16 tensor-core matmul of up to 8 rows (matmul_tc_few.cu.in): the rows' f16 head and tail, each row
+// padded to 4 16-byte units mod 8.
+inline constexpr int matmul_tc_few_smem_bytes(int64_t k) { return static_cast<int>(2 * 8 * ((k / 8 + 7) / 8 * 8 + 4) * 16); }
 // The tensor-core prefill attention (attend_tc.cu.in) for head dim d: 2 warp groups x 2 stages x (K, V)
 // tiles of 32 f16 rows of d + 8.
 inline constexpr int attend_tc_smem_bytes(int64_t d) { return static_cast<int>(2 * 2 * 2 * 32 * (d + 8) * 2); }
@@ -61,6 +64,7 @@ struct NodeKernels {
   std::string pre;                  // attention: the KV write; f32-input int8 BitLinear: the quantize kernel
   std::string one_sequence;         // attention: the tensor-core kernel for longer steps of one sequence ("": none)
   int one_sequence_tokens = 0;      // its tokens per block
+  std::string few_rows;             // f16 float matmul: the tensor-core kernel for up to kMaxGemvTokens rows ("": K % 32 != 0)
   std::string many_rows;            // f16 float matmul: the tensor-core kernel for steps of more than kMaxGemvTokens rows
   std::string many_rows_split;      // ... and the kernel before it that writes its input rows as f16 head and tail
   // Ternary: the tensor-core GEMV for steps of 2..8 tokens and for more (q8 input), and the tokens a block of each takes.

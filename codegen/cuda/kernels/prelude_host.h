@@ -39,10 +39,14 @@ struct alignas(16) uint4 {
 struct alignas(8) uint2 {
   u32 x, y;
 };
+struct alignas(8) float2 {
+  float x, y;
+};
 struct alignas(16) float4 {
   float x, y, z, w;
 };
 static inline uint4 make_uint4(u32 x, u32 y, u32 z, u32 w) { return uint4{x, y, z, w}; }
+static inline float2 make_float2(float x, float y) { return float2{x, y}; }
 
 static inline void __syncthreads() { emu_hooks->sync_block(); }
 
