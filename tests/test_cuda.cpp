@@ -537,21 +537,29 @@ TEST_CASE("cuda: emulated batched sequences give each the logits it gets alone",
   CHECK(fourth == alone(a));
 }
 
+namespace {
+// Every row's logits of one step of T tokens on a fresh engine (context 64): token t is (97 t + 5) % 768,
+// at position t of one sequence (a prompt) or at position 0 of sequence t of T (a batch).
+std::vector<float> one_step(const std::string& bundle, const cuda::CudaOptions& options, int T, bool batch) {
+  CudaModel c = open_cuda(bundle, 64, batch ? T : 1, options);
+  std::vector<int32_t> ids, pos, seq;
+  for (int t = 0; t < T; ++t) ids.push_back((t * 97 + 5) % 768), pos.push_back(batch ? 0 : t), seq.push_back(batch ? t : 0);
+  return c.step(ids, pos, seq);
+}
+}  // namespace
+
 TEST_CASE("cuda: the tensor-core GEMV of a few tokens gives the dp4a GEMV's and the GEMM's bits", "[cuda]") {
   if (!have_nvrtc() || !emulator_usable() || !have_shared("golden/p1-gqa")) return;
   TempDir tmp("cudatcgemv");
   const std::string bundle = compile_for(shared_testdata("golden/p1-gqa/model-i2_s.gguf"), "cuda", "int8_token", tmp);
   cuda::CudaOptions options;
   options.driver = emulator_for(bundle, tmp);
-  // The first T tokens of one prompt in one step, every row's logits, with the ternary matmuls of 2..
-  // tc_tokens tokens on the tensor-core GEMV. Integer dot products and the same f32 epilogue: equal bits.
+  // The first T tokens of one prompt in one step, with the ternary matmuls of 2.. tc_tokens tokens on the
+  // tensor-core GEMV. Integer dot products and the same f32 epilogue: equal bits.
   auto run = [&](int tc_tokens, int T) {
     cuda::CudaOptions o = options;
     o.tc_gemv_tokens = tc_tokens;
-    CudaModel c = open_cuda(bundle, 64, 1, o);
-    std::vector<int32_t> ids, pos, seq;
-    for (int t = 0; t < T; ++t) ids.push_back((t * 97 + 5) % 768), pos.push_back(t), seq.push_back(0);
-    return c.step(ids, pos, seq);
+    return one_step(bundle, o, T, false);
   };
   const auto tc5 = run(8, 5), dp4a5 = run(0, 5);
   REQUIRE(tc5.size() == 5 * 771);
@@ -573,13 +581,10 @@ TEST_CASE("cuda: the tensor-core LM head of a few rows gives the f32 GEMV's logi
   const std::string bundle = compile_for(shared_testdata("golden/p1-gqa/model-i2_s.gguf"), "cuda", "none", tmp);
   cuda::CudaOptions options;
   options.driver = emulator_for(bundle, tmp);
-  auto run = [&](bool tc, int T) {
+  auto run = [&](bool tc, int T) {  // T sequences' first tokens
     cuda::CudaOptions o = options;
     o.tc_lm_head = tc;
-    CudaModel c = open_cuda(bundle, 64, 8, o);
-    std::vector<int32_t> ids, pos, seq;
-    for (int t = 0; t < T; ++t) ids.push_back((t * 97 + 5) % 768), pos.push_back(0), seq.push_back(t);
-    return c.step(ids, pos, seq);
+    return one_step(bundle, o, T, true);
   };
   for (int T : {1, 6}) {
     INFO(T << " rows");
