@@ -564,8 +564,8 @@ TEST_CASE("cuda: the tensor-core GEMV of a few tokens gives the dp4a GEMV's and 
   const auto tc5 = run(8, 5), dp4a5 = run(0, 5);
   REQUIRE(tc5.size() == 5 * 771);
   CHECK(tc5 == dp4a5);
-  // 12 and 40 tokens: the kernel with several 8-token tiles per block (one block of tokens; two, the
-  // second partly past T), against the int8 GEMM
+  // Against the int8 GEMM: 12 tokens (blocks of 8, the second partly past T) and 40 (the kernel with 4
+  // tiles of 8 tokens per block at this model's widths; two blocks)
   for (int T : {12, 40}) {
     INFO(T << " tokens");
     const auto tc = run(64, T), gemm = run(8, T);
