@@ -36,8 +36,9 @@ struct CudaOptions {
   // 3305 -> 4742 tok/s against the dp4a GEMV; batch 16 3709 -> 6849 and batch 64 11797 -> 14888 against
   // the GEMM (split over K). 0: the dp4a GEMV up to kMaxGemvTokens tokens, the GEMM beyond.
   int tc_gemv_tokens = 64;
-  // The f16 LM head of up to kMaxGemvTokens rows on the tensor cores, else the f32 GEMV. H200: 8 rows 486 ->
-  // ~200 us (batch 8 +17%); one row 180 -> 194 us (batch 1 -2%), kept so that a row's logits do not depend on its batch.
+  // The f16 LM head of up to kMaxGemvTokens rows on the tensor cores, else the f32 GEMV. H200: 8 rows
+  // 486 -> ~200 us (batch 8 +17%); one row 180 -> 194 us (batch 1 -2%), kept so that a row's logits do
+  // not depend on its batch.
   bool tc_lm_head = true;
   int k_splits = 0;                // tensor-core GEMM: K ranges per output tile (0: enough to fill the GPU when a step has few tiles)
   // Steps of one token as one persistent kernel (when the plan has one). Off by default: on the H100 it
