@@ -569,8 +569,8 @@ void CudaStepExecutor::Impl::enqueue_ternary(size_t i, int64_t T, bool small) {
   if (T >= 2 && T <= opt.tc_gemv_tokens) {
     // The wide kernel once the step fills its block (measured: 16 tokens in 2 blocks of 8 were 6678 tok/s
     // at batch 16, in one block of 32 6036).
-    const int wide = T >= k.tc_gemv_tokens[1] ? 1 : 0;
-    launch(k.tc_gemv[wide], blocks(pairs, 16), blocks(T, k.tc_gemv_tokens[wide]), 1, 256, &a);
+    const int wide = T >= k.tc_gemv_block_tokens[1] ? 1 : 0;
+    launch(k.tc_gemv[wide], blocks(pairs, 16), blocks(T, k.tc_gemv_block_tokens[wide]), 1, 256, &a);
     return;
   }
   if (small) {

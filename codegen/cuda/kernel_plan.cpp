@@ -243,7 +243,7 @@ class Planner {
       tc_holes["NT"] = str(nt);
       tc_holes["SMEM"] = str(gemv_tc_smem_bytes(k, nt));
       out.tc_gemv[wide] = add(fmt::format("tgemv_tc_{}_n{}_k{}_t{}", e.tag, n, k, 8 * nt), "ternary_gemv_tc.cu.in", tc_holes, true, gemv_tc_smem_bytes(k, nt));
-      out.tc_gemv_tokens[wide] = 8 * nt;
+      out.tc_gemv_block_tokens[wide] = 8 * nt;
     }
     for (size_t ti = 0; ti < kTokenTiles.size(); ++ti) {
       const int tt = kTokenTiles[ti];

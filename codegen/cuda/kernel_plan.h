@@ -44,15 +44,16 @@ inline constexpr int gemm_block_pairs(int warps_n) { return 4 * kGemmWarpTiles *
 inline constexpr int gemm_smem_bytes(int warps_n) {
   return kGemmStages * (64 * (kGemmTileK + 16) + 8 * kGemmWarpTiles * warps_n * (kGemmTileK / 16 + 4) * 4);
 }
-// The tensor-core GEMV of a few tokens (ternary_gemv_tc.cu.in): 8 nt int8 token rows of K bytes, each padded
-// to 4 16-byte units mod 8, later the warps' int32 sums in the same memory. Steps of more than 8 tokens take
+// Shared-memory rows that mma fragments read 16 bytes at a time, lane (g, i) from row g at unit i: a pitch
+// of 4 16-byte units mod 8 puts the 8 lanes of each load phase (rows g, g + 1) on 8 different bank groups.
+inline constexpr int64_t fragment_row_pitch(int64_t row_bytes) { return ((row_bytes / 16 + 7) / 8 * 8 + 4) * 16; }
+// The tensor-core GEMV of a few tokens (ternary_gemv_tc.cu.in): 8 nt int8 token rows of K bytes, later the
+// warps' int32 sums [8 warps][2 tiles][16 pairs][8 nt tokens] in the same memory. Steps that fill it take
 // the most 8-token tiles per block (up to 4) that leave room for 2 blocks per SM.
-inline constexpr int64_t gemv_tc_pitch(int64_t k) { return ((k / 16 + 7) / 8 * 8 + 4) * 16; }
-inline constexpr int gemv_tc_smem_bytes(int64_t k, int nt) { return static_cast<int>(std::max<int64_t>(8 * nt * gemv_tc_pitch(k), 8 * 2 * 16 * 8 * nt * 4)); }
-inline constexpr int gemv_tc_wide_tiles(int64_t k) { return static_cast<int>(std::clamp<int64_t>(112 * 1024 / (8 * gemv_tc_pitch(k)), 1, 4)); }
-// The f16 tensor-core matmul of up to 8 rows (matmul_tc_few.cu.in): the rows' f16 head and tail, each row
-// padded to 4 16-byte units mod 8.
-inline constexpr int matmul_tc_few_smem_bytes(int64_t k) { return static_cast<int>(2 * 8 * ((k / 8 + 7) / 8 * 8 + 4) * 16); }
+inline constexpr int gemv_tc_smem_bytes(int64_t k, int nt) { return static_cast<int>(std::max<int64_t>(8 * nt * fragment_row_pitch(k), 8 * 2 * 16 * 8 * nt * 4)); }
+inline constexpr int gemv_tc_wide_tiles(int64_t k) { return static_cast<int>(std::clamp<int64_t>(112 * 1024 / (8 * fragment_row_pitch(k)), 1, 4)); }
+// The f16 tensor-core matmul of up to 8 rows (matmul_tc_few.cu.in): the rows' f16 head and tail.
+inline constexpr int matmul_tc_few_smem_bytes(int64_t k) { return static_cast<int>(2 * 8 * fragment_row_pitch(2 * k)); }
 // The tensor-core prefill attention (attend_tc.cu.in) for head dim d: 2 warp groups x 2 stages x (K, V)
 // tiles of 32 f16 rows of d + 8.
 inline constexpr int attend_tc_smem_bytes(int64_t d) { return static_cast<int>(2 * 2 * 2 * 32 * (d + 8) * 2); }
@@ -67,9 +68,10 @@ struct NodeKernels {
   std::string few_rows;             // f16 float matmul: the tensor-core kernel for up to kMaxGemvTokens rows ("": K % 32 != 0)
   std::string many_rows;            // f16 float matmul: the tensor-core kernel for steps of more than kMaxGemvTokens rows
   std::string many_rows_split;      // ... and the kernel before it that writes its input rows as f16 head and tail
-  // Ternary: the tensor-core GEMV for steps of 2..8 tokens and for more (q8 input), and the tokens a block of each takes.
+  // Ternary: the tensor-core GEMV (q8 input), one tile of 8 tokens per block and the wide variant, and the
+  // tokens a block of each takes (steps of at least the wide block's tokens take the wide one).
   std::array<std::string, 2> tc_gemv;
-  std::array<int, 2> tc_gemv_tokens = {8, 8};
+  std::array<int, 2> tc_gemv_block_tokens = {8, 8};
   std::array<std::string, 4> tiles; // ternary GEMV / matmul per token tile
   Prologue prologue = Prologue::Q8; // the one-token ternary GEMV's input (tiles of more tokens read q8 rows)
   int fused_norm = -1;              // ternary GEMV: the (add_)rmsnorm_quant node its one-token prologue computes
