@@ -556,22 +556,25 @@ TEST_CASE("cuda: the tensor-core GEMV of a few tokens gives the dp4a GEMV's and 
   options.driver = emulator_for(bundle, tmp);
   // The first T tokens of one prompt in one step, with the ternary matmuls of 2.. tc_tokens tokens on the
   // tensor-core GEMV. Integer dot products and the same f32 epilogue: equal bits.
-  auto run = [&](int tc_tokens, int T) {
+  auto run = [&](int tc_tokens, int T, int pair_groups = 2) {
     cuda::CudaOptions o = options;
     o.tc_gemv_tokens = tc_tokens;
+    o.tc_gemv_pair_groups = pair_groups;
     return one_step(bundle, o, T, false);
   };
   const auto tc5 = run(8, 5), dp4a5 = run(0, 5);
   REQUIRE(tc5.size() == 5 * 771);
   CHECK(tc5 == dp4a5);
   // Against the int8 GEMM: 12 tokens (blocks of 8, the second partly past T) and 40 (the kernel with 4
-  // tiles of 8 tokens per block at this model's widths; two blocks)
+  // tiles of 8 tokens per block at this model's widths, two blocks of tokens; 32 row pairs per block,
+  // as the emulator's 4 SMs still get two blocks each, or 16)
   for (int T : {12, 40}) {
     INFO(T << " tokens");
     const auto tc = run(64, T), gemm = run(8, T);
     REQUIRE(tc.size() == static_cast<size_t>(T) * 771);
     CHECK(tc == gemm);
   }
+  CHECK(run(64, 40, 1) == run(8, 40));
 }
 
 TEST_CASE("cuda: the tensor-core LM head of a few rows gives the f32 GEMV's logits to f32 rounding", "[cuda]") {

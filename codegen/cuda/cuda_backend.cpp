@@ -43,6 +43,7 @@ CudaOptions cuda_options_from_env() {
   o.tc_attention = flag("BITNETC_CUDA_TC_ATTENTION", o.tc_attention);
   o.tc_lm_head = flag("BITNETC_CUDA_TC_LM_HEAD", o.tc_lm_head);
   if (const char* v = std::getenv("BITNETC_CUDA_TC_GEMV"); v && *v) o.tc_gemv_tokens = std::max(0, std::atoi(v));
+  if (const char* v = std::getenv("BITNETC_CUDA_TC_GEMV_GROUPS"); v && *v) o.tc_gemv_pair_groups = std::max(1, std::atoi(v));
   if (const char* v = std::getenv("BITNETC_CUDA_K_SPLITS"); v && *v) o.k_splits = std::max(0, std::atoi(v));
   o.persistent = flag("BITNETC_CUDA_PERSISTENT", o.persistent);
   o.prefetch = flag("BITNETC_CUDA_PREFETCH", o.prefetch);
@@ -569,8 +570,12 @@ void CudaStepExecutor::Impl::enqueue_ternary(size_t i, int64_t T, bool small) {
   if (T >= 2 && T <= opt.tc_gemv_tokens) {
     // The wide kernel once the step fills its block (measured: 16 tokens in 2 blocks of 8 were 6678 tok/s
     // at batch 16, in one block of 32 6036).
-    const int wide = T >= k.tc_gemv_block_tokens[1] ? 1 : 0;
-    launch(k.tc_gemv[wide], blocks(pairs, 16), blocks(T, k.tc_gemv_block_tokens[wide]), 1, 256, &a);
+    int variant = T >= k.tc_gemv_block_tokens[1] ? 1 : 0;
+    // 32 pairs per block when that still leaves two blocks on every SM.
+    if (variant == 1 && opt.tc_gemv_pair_groups >= 2 && !k.tc_gemv[2].empty() &&
+        blocks(pairs, k.tc_gemv_block_pairs[2]) * blocks(T, k.tc_gemv_block_tokens[2]) >= 2u * static_cast<unsigned>(sms))
+      variant = 2;
+    launch(k.tc_gemv[variant], blocks(pairs, k.tc_gemv_block_pairs[variant]), blocks(T, k.tc_gemv_block_tokens[variant]), 1, 256, &a);
     return;
   }
   if (small) {

@@ -36,6 +36,9 @@ struct CudaOptions {
   // 3305 -> 4742 tok/s against the dp4a GEMV; batch 16 3709 -> 6849 and batch 64 11797 -> 14888 against
   // the GEMM (split over K). 0: the dp4a GEMV up to kMaxGemvTokens tokens, the GEMM beyond.
   int tc_gemv_tokens = 64;
+  // Its groups of 16 row pairs per block at most (1 or 2) for steps that fill the wide block: 2 reads the
+  // token rows from L2 half as often, where the grid still has two blocks per SM.
+  int tc_gemv_pair_groups = 2;
   // The f16 LM head of up to kMaxGemvTokens rows on the tensor cores, else the f32 GEMV. H200: 8 rows
   // 486 -> ~200 us (batch 8 +17%); one row 180 -> 194 us (batch 1 -2%), kept so that a row's logits do
   // not depend on its batch.
@@ -53,7 +56,7 @@ struct CudaOptions {
 };
 
 // Overrides from the environment for experiments: BITNETC_CUDA_GRAPHS=0, BITNETC_CUDA_PDL=0,
-// BITNETC_CUDA_SPLITS=N, BITNETC_CUDA_TC_ATTENTION=0, BITNETC_CUDA_TC_GEMV=N (tc_gemv_tokens), BITNETC_CUDA_TC_LM_HEAD=0, BITNETC_CUDA_K_SPLITS=N, BITNETC_CUDA_PERSISTENT=1, BITNETC_CUDA_STEP_BLOCKS=N,
+// BITNETC_CUDA_SPLITS=N, BITNETC_CUDA_TC_ATTENTION=0, BITNETC_CUDA_TC_GEMV=N (tc_gemv_tokens), BITNETC_CUDA_TC_GEMV_GROUPS=N, BITNETC_CUDA_TC_LM_HEAD=0, BITNETC_CUDA_K_SPLITS=N, BITNETC_CUDA_PERSISTENT=1, BITNETC_CUDA_STEP_BLOCKS=N,
 // BITNETC_CUDA_PREFETCH=1, BITNETC_CUDA_RELEASE_BARRIER=0, BITNETC_CUDA_PROFILE=1.
 CudaOptions cuda_options_from_env();
 

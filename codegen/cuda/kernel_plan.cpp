@@ -237,13 +237,19 @@ class Planner {
     // step time grew by ~0.65 ms per token of a batch on the H200), so the norm node's kernel (or `pre`)
     // writes the q8 rows once and the tensor-core GEMV reads them (the dp4a tiles of 2..8 tokens remain
     // for comparison, CudaOptions::tc_gemv_tokens = 0). The rows live in dynamic shared memory.
-    for (int wide = 0; wide < 2; ++wide) {
-      const int nt = wide ? gemv_tc_wide_tiles(k) : 1;
+    // Big steps re-read the token rows once per block: the variant with 2 groups of pairs per block halves
+    // that, for K short enough that a lane's 4 x 2 J weight words stay in registers.
+    for (int variant = 0; variant < 3; ++variant) {
+      const int nt = variant ? gemv_tc_wide_tiles(k) : 1, groups = variant == 2 ? 2 : 1;
+      if (groups == 2 && gemv_tc_lane_words(k, 2) > 12) continue;
       std::map<std::string, std::string> tc_holes = holes;
       tc_holes["NT"] = str(nt);
+      tc_holes["PG"] = str(groups);
       tc_holes["SMEM"] = str(gemv_tc_smem_bytes(k, nt));
-      out.tc_gemv[wide] = add(fmt::format("tgemv_tc_{}_n{}_k{}_t{}", e.tag, n, k, 8 * nt), "ternary_gemv_tc.cu.in", tc_holes, true, gemv_tc_smem_bytes(k, nt));
-      out.tc_gemv_block_tokens[wide] = 8 * nt;
+      out.tc_gemv[variant] = add(fmt::format("tgemv_tc_{}_n{}_k{}_t{}{}", e.tag, n, k, 8 * nt, groups == 2 ? "_p32" : ""), "ternary_gemv_tc.cu.in",
+                                 tc_holes, true, gemv_tc_smem_bytes(k, nt));
+      out.tc_gemv_block_tokens[variant] = 8 * nt;
+      out.tc_gemv_block_pairs[variant] = 16 * groups;
     }
     for (size_t ti = 0; ti < kTokenTiles.size(); ++ti) {
       const int tt = kTokenTiles[ti];

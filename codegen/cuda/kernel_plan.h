@@ -52,6 +52,9 @@ inline constexpr int64_t fragment_row_pitch(int64_t row_bytes) { return ((row_by
 // the most 8-token tiles per block (up to 4) that leave room for 2 blocks per SM.
 inline constexpr int gemv_tc_smem_bytes(int64_t k, int nt) { return static_cast<int>(std::max<int64_t>(8 * nt * fragment_row_pitch(k), 8 * 2 * 16 * 8 * nt * 4)); }
 inline constexpr int gemv_tc_wide_tiles(int64_t k) { return static_cast<int>(std::clamp<int64_t>(112 * 1024 / (8 * fragment_row_pitch(k)), 1, 4)); }
+// Its words per lane and row with `groups` groups of 16 row pairs per block (8 / groups warps cut K): the
+// weights a lane holds are 4 times that, in registers.
+inline constexpr int gemv_tc_lane_words(int64_t k, int groups) { return static_cast<int>((k / 16 + 32 / groups - 1) / (32 / groups)); }
 // The f16 tensor-core matmul of up to 8 rows (matmul_tc_few.cu.in): the rows' f16 head and tail.
 inline constexpr int matmul_tc_few_smem_bytes(int64_t k) { return static_cast<int>(2 * 8 * fragment_row_pitch(2 * k)); }
 // The tensor-core prefill attention (attend_tc.cu.in) for head dim d: 2 warp groups x 2 stages x (K, V)
@@ -68,10 +71,12 @@ struct NodeKernels {
   std::string few_rows;             // f16 float matmul: the tensor-core kernel for up to kMaxGemvTokens rows ("": K % 32 != 0)
   std::string many_rows;            // f16 float matmul: the tensor-core kernel for steps of more than kMaxGemvTokens rows
   std::string many_rows_split;      // ... and the kernel before it that writes its input rows as f16 head and tail
-  // Ternary: the tensor-core GEMV (q8 input), one tile of 8 tokens per block and the wide variant, and the
-  // tokens a block of each takes (steps of at least the wide block's tokens take the wide one).
-  std::array<std::string, 2> tc_gemv;
-  std::array<int, 2> tc_gemv_block_tokens = {8, 8};
+  // Ternary: the tensor-core GEMV (q8 input): one tile of 8 tokens per block, the wide variant, and the wide
+  // variant with 32 row pairs per block ("" when K is too long for the registers), and the tokens and row
+  // pairs a block of each takes (steps of at least the wide block's tokens take a wide one).
+  std::array<std::string, 3> tc_gemv;
+  std::array<int, 3> tc_gemv_block_tokens = {8, 8, 8};
+  std::array<int, 3> tc_gemv_block_pairs = {16, 16, 32};
   std::array<std::string, 4> tiles; // ternary GEMV / matmul per token tile
   Prologue prologue = Prologue::Q8; // the one-token ternary GEMV's input (tiles of more tokens read q8 rows)
   int fused_norm = -1;              // ternary GEMV: the (add_)rmsnorm_quant node its one-token prologue computes
