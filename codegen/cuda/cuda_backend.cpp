@@ -648,14 +648,16 @@ void CudaStepExecutor::Impl::enqueue_node(size_t i, int64_t T, bool small) {
         launch(k.one_sequence, blocks(T, k.one_sequence_tokens), static_cast<unsigned>(kv_heads), 1, 256, &a);
         break;
       }
-      // Position ranges per (token, KV head), at most 64 (the kernel's bound); the kernel uses fewer while
-      // the context is short. Steps of up to kMaxGemvTokens tokens all take the same number, so that a
-      // sequence's ranges (and bits) do not depend on its batch. Bigger steps: enough for two blocks per
-      // SM, within what the partial buffers hold (sized for kMaxGemvTokens tokens): 64 tokens in 1 range
-      // instead of 4 (and their merges) decoded 18.9k tok/s instead of 18.4k on the H200.
+      // Position ranges per (token, KV head), at most 64 (the kernel's bound) and as many as the partial
+      // buffers hold for T tokens (sized for kMaxGemvTokens tokens); the kernel uses fewer while the context
+      // is short. Steps of up to kMaxGemvTokens tokens all take the same number, so that a sequence's ranges
+      // (and bits) do not depend on its batch. A step whose (token, head) pairs alone fill two blocks per SM
+      // takes one range: measured on the H200 at batch 64, 18.4k -> 18.9k tok/s (context 1..128) and
+      // 12.4k -> 12.8k (256..392) against 4 ranges and their merges; at batch 16, 4 ranges instead of 16
+      // were 4.5% slower (256..392), so smaller steps keep the buffers' count.
       const int most = std::min(opt.attention_splits, 64);
-      const int64_t enough = (2 * sms + kv_heads * T - 1) / (kv_heads * T);
-      a.splits = T <= kMaxGemvTokens ? most : static_cast<int>(std::clamp<int64_t>(std::min(enough, kMaxGemvTokens * most / T), 1, most));
+      const bool fills = T > kMaxGemvTokens && kv_heads * T >= 2 * sms;
+      a.splits = fills ? 1 : static_cast<int>(std::clamp<int64_t>(kMaxGemvTokens * most / T, 1, most));
       launch(k.main, static_cast<unsigned>(a.splits), static_cast<unsigned>(kv_heads), tokens, 256, &a);
       break;
     }
