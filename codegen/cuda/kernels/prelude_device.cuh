@@ -48,6 +48,13 @@ KFN void mma_f16_16816(float (&d)[4], const u32 (&a)[4], u32 b0, u32 b1) {
                : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
+// ldmatrix.x4 of b16: lane l names row l % 8 of matrix l / 8 (16 bytes of shared memory, 16-byte aligned);
+// r[m] of lane 4g + i is elements 2i, 2i + 1 of row g of matrix m: an mma fragment in one instruction.
+KFN void ldmatrix_x4(u32 (&r)[4], const void* smem_row) {
+  const unsigned at = static_cast<unsigned>(__cvta_generic_to_shared(smem_row));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];" : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(at) : "memory");
+}
+
 // Asynchronous 16-byte copies global -> shared (sm_80+), in groups: `valid` false fills zeros instead.
 KFN void cp_async16(void* smem, const void* gmem, bool valid) {
   const unsigned dst = static_cast<unsigned>(__cvta_generic_to_shared(smem));

@@ -142,6 +142,18 @@ static inline void mma_f16_16816(float (&d)[4], const u32 (&a)[4], u32 b0, u32 b
   emulate_mma<16, 2, double>(d, a, b0, b1, [](u32 w, int i) { return f16_to_f32(static_cast<u16>((w >> (16 * i)) & 0xffffu)); });
 }
 
+static inline void ldmatrix_x4(u32 (&r)[4], const void* smem_row) {
+  EmuThread* self = emu_hooks->current();
+  const int lane = self->thread_idx.x & 31;
+  self->warp_slots[lane] = reinterpret_cast<unsigned long long>(smem_row);
+  emu_hooks->sync_warp();
+  for (int m = 0; m < 4; ++m) {
+    const char* row = reinterpret_cast<const char*>(self->warp_slots[8 * m + lane / 4]);
+    std::memcpy(&r[m], row + 4 * (lane % 4), 4);
+  }
+  emu_hooks->sync_warp();
+}
+
 static inline void cp_async16(void* smem, const void* gmem, bool valid) {
   if (valid) {
     std::memcpy(smem, gmem, 16);
