@@ -14,8 +14,8 @@ KFN double warp_sum_d(double v) {
   for (int m = 16; m > 0; m >>= 1) v += shfl_xor(v, m);
   return v;
 }
-KFN double warp_max_d(double v) {
-  for (int m = 16; m > 0; m >>= 1) v = fmax_d(v, shfl_xor(v, m));
+KFN float warp_max_f(float v) {
+  for (int m = 16; m > 0; m >>= 1) v = fmax_f(v, shfl_xor(v, m));
   return v;
 }
 
@@ -36,15 +36,6 @@ KFN double block_sum_d(double v, double* red) {
   __syncthreads();
   double r = 0;
   for (int w = 0; w < static_cast<int>(blockDim.x >> 5); ++w) r += red[w];
-  __syncthreads();
-  return r;
-}
-KFN double block_max_d(double v, double* red) {
-  v = warp_max_d(v);
-  if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = v;
-  __syncthreads();
-  double r = red[0];
-  for (int w = 1; w < static_cast<int>(blockDim.x >> 5); ++w) r = fmax_d(r, red[w]);
   __syncthreads();
   return r;
 }
@@ -87,13 +78,13 @@ KFN double group_sum_d(double v, double* red) {
   return r;
 }
 template <int GT>
-KFN double group_max_d(double v, double* red) {
-  v = warp_max_d(v);
+KFN float group_max_f(float v, float* red) {
+  v = warp_max_f(v);
   if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = v;
   __syncthreads();
   const int first = (threadIdx.x / GT) * (GT / 32);
-  double r = red[first];
-  for (int w = 1; w < GT / 32; ++w) r = fmax_d(r, red[first + w]);
+  float r = red[first];
+  for (int w = 1; w < GT / 32; ++w) r = fmax_f(r, red[first + w]);
   return r;
 }
 template <int GT>
@@ -108,13 +99,18 @@ KFN int group_sum_i(int v, int* red) {
 }
 
 struct NormScratch {  // __shared__, one entry per warp for each of the three reductions
-  double ss[32], amax[32];
+  double ss[32];
+  float amax[32];
   int qsum[32];
 };
 
+// BitNet's activation multiplier from a row's largest |y| (NaNs ignored): 127 / max(absmax, 1e-5) in
+// double, as ref. The max itself is taken in f32: widening is exact and monotonic, so it is the same max.
+KFN float quant_multiplier(float absmax) { return static_cast<float>(127.0 / fmax_d(1e-5, static_cast<double>(absmax))); }
+
 // One token row [K] through (ADD: x + x_add ->) (NORM: rmsnorm with weight w ->) BitNet's activation
 // quantization (spec 4.9): the sum of squares in double (exact products), scale = 1 / sqrt(float(mean) +
-// eps), y = v * scale * w in f32, absmax in double from 1e-5, a = float(127 / absmax), q = clamp(rint(y *
+// eps), y = v * scale * w in f32, a = quant_multiplier(absmax), q = clamp(rint(y *
 // a)), a NaN giving 0 -- codegen/ref's arithmetic, so the bytes are ref's. Computed by a group of GT
 // threads (the block has 256 / GT groups, one token each, all reducing at once); the row is read three
 // times (the second and third from L1). Writes q[0..K), the multiplier a and the sum of the q (the GEMMs'
@@ -134,14 +130,13 @@ KFN void norm_quant_row(const float* x, const float* x_add, const float* w, floa
     ss = group_sum_d<GT>(ss, red.ss);
     scale = 1.0f / sqrtf(static_cast<float>(ss / K) + eps);
   }
-  double amax = 1e-5;
+  float amax = 0.0f;
   for (int i = rank; i < K; i += GT) {
     const float v = ADD ? x[i] + x_add[i] : x[i];
     const float y = NORM ? v * scale * w[i] : v;
-    amax = fmax_d(amax, static_cast<double>(fabsf(y)));
+    amax = fmax_f(amax, fabsf(y));
   }
-  amax = group_max_d<GT>(amax, red.amax);
-  const float a = static_cast<float>(127.0 / amax);
+  const float a = quant_multiplier(group_max_f<GT>(amax, red.amax));
   int sum = 0;
   for (int i = rank; i < K; i += GT) {
     const float v = ADD ? x[i] + x_add[i] : x[i];
@@ -203,16 +198,15 @@ KFN void norm_quant_regs(const float* x, const float* x_add, const NormWeights<K
     ss = group_sum_d<256>(ss, red.ss);
     scale = 1.0f / sqrtf(static_cast<float>(ss / K) + eps);
   }
-  double amax = 1e-5;
+  float amax = 0.0f;
 #pragma unroll
   for (int j = 0; j < PER; ++j) {
     const int i = threadIdx.x + 256 * j;
     if (i >= K) continue;
     v[j] = NORM ? v[j] * scale * nw.w[j] : v[j];
-    amax = fmax_d(amax, static_cast<double>(fabsf(v[j])));
+    amax = fmax_f(amax, fabsf(v[j]));
   }
-  amax = group_max_d<256>(amax, red.amax);
-  const float a = static_cast<float>(127.0 / amax);
+  const float a = quant_multiplier(group_max_f<256>(amax, red.amax));
   int sum = 0;
 #pragma unroll
   for (int j = 0; j < PER; ++j) {
