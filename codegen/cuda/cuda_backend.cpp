@@ -8,11 +8,14 @@
 #include "codegen/cuda/kernels_section.h"
 #include "ir/error.h"
 
+#include <fmt/ranges.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <map>
+#include <string_view>
 
 namespace bitnet::cuda {
 namespace {
@@ -50,6 +53,13 @@ CudaOptions cuda_options_from_env() {
   o.release_barrier = flag("BITNETC_CUDA_RELEASE_BARRIER", o.release_barrier);
   if (const char* v = std::getenv("BITNETC_CUDA_STEP_BLOCKS"); v && *v) o.step_blocks = std::max(0, std::atoi(v));
   o.profile = flag("BITNETC_CUDA_PROFILE", o.profile);
+  if (const char* v = std::getenv("BITNETC_CUDA_OMIT"); v && *v) {
+    for (std::string_view rest = v; !rest.empty();) {
+      const size_t comma = std::min(rest.find(','), rest.size());
+      if (comma > 0) o.omit_kernels.emplace_back(rest.substr(0, comma));
+      rest.remove_prefix(std::min(comma + 1, rest.size()));
+    }
+  }
   return o;
 }
 
@@ -488,6 +498,8 @@ void CudaStepExecutor::Impl::launch_raw(const std::string& kernel, unsigned gx, 
     phase_labels.push_back(fmt::format("{:<18} {} (phase)", ir::op_info(node.op).text, kernel));
     return;
   }
+  for (const std::string& omit : opt.omit_kernels)
+    if (kernel.find(omit) != std::string::npos) return;
   void* params[] = {const_cast<void*>(args)};
   last_kernel = kernel;
   const CUfunction f = it->second.function;
@@ -978,6 +990,7 @@ std::string CudaStepExecutor::describe() const {
   if (!s.step_note.empty()) d += ", " + s.step_note;
   if (!s.graph_note.empty()) d += " (" + s.graph_note + ")";
   if (s.api.emulated) d += ", " + s.api.description;
+  if (!s.opt.omit_kernels.empty()) d += fmt::format(", OMITTING kernels named *{}* (timing only: wrong results)", fmt::join(s.opt.omit_kernels, "*, *"));
   return d;
 }
 

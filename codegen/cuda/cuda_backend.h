@@ -52,13 +52,16 @@ struct CudaOptions {
   bool prefetch = false;           // its phases pull the next phase's weights into L2 (measured: slightly slower)
   bool release_barrier = true;     // its grid barrier arrives with a release reduction (else a fence and an atomic)
   bool profile = false;            // time every op (eager launches, no PDL) and print a table to stderr at exit
+  // Diagnosis only: kernels whose name contains one of these are not launched, so a bench measures what
+  // they cost inside graphs with PDL (where per-kernel timers cannot look). The results are then wrong.
+  std::vector<std::string> omit_kernels;
   int device = 0;
   std::shared_ptr<const DriverApi> driver;  // null: libcuda.so.1 (tests pass the host emulator)
 };
 
 // Overrides from the environment for experiments: BITNETC_CUDA_GRAPHS=0, BITNETC_CUDA_PDL=0,
 // BITNETC_CUDA_SPLITS=N, BITNETC_CUDA_TC_ATTENTION=0, BITNETC_CUDA_TC_GEMV=N (tc_gemv_tokens), BITNETC_CUDA_TC_GEMV_GROUPS=N, BITNETC_CUDA_TC_LM_HEAD=0, BITNETC_CUDA_K_SPLITS=N, BITNETC_CUDA_PERSISTENT=1, BITNETC_CUDA_STEP_BLOCKS=N,
-// BITNETC_CUDA_PREFETCH=1, BITNETC_CUDA_RELEASE_BARRIER=0, BITNETC_CUDA_PROFILE=1.
+// BITNETC_CUDA_PREFETCH=1, BITNETC_CUDA_RELEASE_BARRIER=0, BITNETC_CUDA_PROFILE=1, BITNETC_CUDA_OMIT=name,name (omit_kernels).
 CudaOptions cuda_options_from_env();
 
 class CudaStepExecutor : public StepExecutor {
