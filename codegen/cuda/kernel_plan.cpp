@@ -70,7 +70,7 @@ class Planner {
 
   // The persistent step kernel, when every op of a one-token step has a phase function: the op's main
   // kernel's template provides it (`phase` in its namespace), the ternary GEMVs have their own.
-  static constexpr int64_t kNormScratchBytes = 32 * 8 * 2 + 32 * 4;  // common.cuh NormScratch
+  static constexpr int64_t kNormScratchBytes = 32 * 8 + 32 * 4 * 2;  // common.cuh NormScratch
   static constexpr int64_t kPhaseBytes = 256;                        // args.h Phase
   void plan_step() {
     struct Kind {
@@ -104,7 +104,7 @@ class Planner {
         case ir::Op::Attend: {
           const int64_t heads = m_.attr_int(node, "n_head"), kv_heads = m_.attr_int(node, "n_head_kv"), g = heads / kv_heads;
           const int64_t d = width(node.result) / heads;
-          ns = k.main, member = "attend", bytes = (8 * g * 2 + 8 * g * d + 64 * g * 2) * 4 + 4;
+          ns = k.main, member = "attend", bytes = attend_smem_bytes(d, g, plan_.kv_f32 ? 4 : 2);
           break;
         }
         case ir::Op::Scale:
@@ -324,8 +324,11 @@ class Planner {
         if (heads % kv_heads != 0 || n % heads != 0) fail("target cuda: {}: {} heads over {} KV heads", where(node), heads, kv_heads);
         const int64_t d = n / heads;
         if (d % 32 != 0 || d > 256) fail("target cuda: {}: head dim {}; the CUDA attention needs a multiple of 32 up to 256", where(node), d);
+        const int smem = attend_smem_bytes(d, heads / kv_heads, plan_.kv_f32 ? 4 : 2);
         out.main = add(fmt::format("attend_d{}_g{}_h{}_kv{}_{}", d, heads / kv_heads, heads, kv_heads, kv_tag()), "attend.cu.in",
-                       {{"D", str(d)}, {"DL", str(d / 32)}, {"GROUP", str(heads / kv_heads)}, {"N_HEAD", str(heads)}, {"N_HEAD_KV", str(kv_heads)}, {"KV_T", kv_type()}});
+                       {{"D", str(d)}, {"DL", str(d / 32)}, {"GROUP", str(heads / kv_heads)}, {"N_HEAD", str(heads)}, {"N_HEAD_KV", str(kv_heads)}, {"KV_T", kv_type()},
+                        {"SMEM", str(smem)}},
+                       true, smem);
         // Prefill on the tensor cores: f16 cache rows, 64 query rows of whole tokens per block, and q and
         // the output tile in registers (head dims up to 128).
         if (const int64_t group = heads / kv_heads; !plan_.kv_f32 && 64 % group == 0 && d % 16 == 0 && d <= 128) {
