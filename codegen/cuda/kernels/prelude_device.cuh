@@ -26,6 +26,8 @@ KFN u16 f32_to_f16(float f) {  // round to nearest even, as the CPU backends
 template <typename T>
 KFN T shfl_xor(T v, int mask) { return __shfl_xor_sync(0xffffffffu, v, mask); }
 
+KFN void sync_warp() { __syncwarp(); }
+
 KFN int dp4a(u32 a, u32 b, int c) { return __dp4a(static_cast<int>(a), static_cast<int>(b), c); }
 
 // D += A B for one warp: A 16x32 int8 (row), B 32x8 int8 (col), D 16x8 int32. Fragments as the PTX ISA

@@ -96,6 +96,8 @@ static inline T shfl_xor(T v, int mask) {
   return out;
 }
 
+static inline void sync_warp() { emu_hooks->sync_warp(); }
+
 static inline int dp4a(u32 a, u32 b, int c) {
   for (int i = 0; i < 4; ++i) c += static_cast<i8>((a >> (8 * i)) & 0xff) * static_cast<i8>((b >> (8 * i)) & 0xff);
   return c;
