@@ -537,6 +537,28 @@ TEST_CASE("cuda: emulated batched sequences give each the logits it gets alone",
   CHECK(fourth == alone(a));
 }
 
+TEST_CASE("cuda: BITNETC_CUDA_OMIT leaves the named kernels out and the executor says so", "[cuda]") {
+  setenv("BITNETC_CUDA_OMIT", "attend,,matmul", 1);
+  const cuda::CudaOptions parsed = cuda::cuda_options_from_env();
+  unsetenv("BITNETC_CUDA_OMIT");
+  CHECK(parsed.omit_kernels == std::vector<std::string>{"attend", "matmul"});
+  CHECK(cuda::cuda_options_from_env().omit_kernels.empty());
+  if (!have_nvrtc() || !emulator_usable() || !have_shared("golden/p1-gqa")) return;
+  TempDir tmp("cudaomit");
+  const std::string bundle = compile_for(shared_testdata("golden/p1-gqa/model-i2_s.gguf"), "cuda", "int8_token", tmp);
+  cuda::CudaOptions options;
+  options.driver = emulator_for(bundle, tmp);
+  CudaModel full = open_cuda(bundle, 64, 1, options);
+  options.omit_kernels = {"attend"};
+  CudaModel without = open_cuda(bundle, 64, 1, options);
+  CHECK(full.exec->describe().find("OMITTING") == std::string::npos);
+  CHECK(without.exec->describe().find("OMITTING kernels named *attend*") != std::string::npos);
+  // Two tokens, so that the second one's attention (over both positions) matters to its logits.
+  full.step({768}, {0}, {0});
+  without.step({768}, {0}, {0});
+  CHECK(full.step({219}, {1}, {0}) != without.step({219}, {1}, {0}));
+}
+
 namespace {
 // Every row's logits of one step of T tokens on a fresh engine (context 64): token t is (97 t + 5) % 768,
 // at position t of one sequence (a prompt) or at position 0 of sequence t of T (a batch).
