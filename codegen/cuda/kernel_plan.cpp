@@ -324,10 +324,10 @@ class Planner {
         if (heads % kv_heads != 0 || n % heads != 0) fail("target cuda: {}: {} heads over {} KV heads", where(node), heads, kv_heads);
         const int64_t d = n / heads;
         if (d % 32 != 0 || d > 256) fail("target cuda: {}: head dim {}; the CUDA attention needs a multiple of 32 up to 256", where(node), d);
-        const int smem = attend_smem_bytes(d, heads / kv_heads, plan_.kv_f32 ? 4 : 2);
+        const int kv_bytes = plan_.kv_f32 ? 4 : 2, smem = attend_smem_bytes(d, heads / kv_heads, kv_bytes);
         out.main = add(fmt::format("attend_d{}_g{}_h{}_kv{}_{}", d, heads / kv_heads, heads, kv_heads, kv_tag()), "attend.cu.in",
                        {{"D", str(d)}, {"DL", str(d / 32)}, {"GROUP", str(heads / kv_heads)}, {"N_HEAD", str(heads)}, {"N_HEAD_KV", str(kv_heads)}, {"KV_T", kv_type()},
-                        {"SMEM", str(smem)}},
+                        {"U", str(attend_chunk_rows(d, kv_bytes))}, {"SMEM", str(smem)}},
                        true, smem);
         // Prefill on the tensor cores: f16 cache rows, 64 query rows of whole tokens per block, and q and
         // the output tile in registers (head dims up to 128).

@@ -60,11 +60,17 @@ inline constexpr int matmul_tc_few_smem_bytes(int64_t k) { return static_cast<in
 // The tensor-core prefill attention (attend_tc.cu.in) for head dim d: 2 warp groups x 2 stages x (K, V)
 // tiles of 32 f16 rows of d + 8.
 inline constexpr int attend_tc_smem_bytes(int64_t d) { return static_cast<int>(2 * 2 * 2 * 32 * (d + 8) * 2); }
-// The decode attention (attend.cu.in, its Scratch) for head dim d, group g and cache values of kv_bytes:
-// 2 stages x (K, V) x a chunk of 8 U rows (U <= 8, a stage at most 16 KB), the warps' scores and weights
-// (U g padded to a power of two), the warps' and ranges' softmax states, and two words.
+// The decode attention's (attend.cu.in) positions per warp and chunk, U <= 8, for head dim d and cache
+// values of kv_bytes: a stage of K and V (8 U rows each) is at most 16 KB, so a block takes ~52 KB (d 128,
+// f16) and 4 fit on an SM; with 32 KB stages 2 did, and ncu showed batch 64's 320 blocks as a wave and a
+// partial one.
+inline constexpr int attend_chunk_rows(int64_t d, int64_t kv_bytes) {
+  return static_cast<int>(16384 / (8 * 2 * d * kv_bytes) < 8 ? 16384 / (8 * 2 * d * kv_bytes) : 8);
+}
+// Its Scratch for group g: 2 stages x (K, V) x a chunk of 8 U rows, the warps' scores and weights (U g
+// padded to a power of two), the warps' and ranges' softmax states, and two words.
 inline constexpr int attend_smem_bytes(int64_t d, int64_t g, int64_t kv_bytes) {
-  const int64_t row = d * kv_bytes, u = 16384 / (8 * 2 * row) < 8 ? 16384 / (8 * 2 * row) : 8;
+  const int64_t row = d * kv_bytes, u = attend_chunk_rows(d, kv_bytes);
   int64_t c2 = 1;
   while (c2 < u * g) c2 *= 2;
   return static_cast<int>(2 * 2 * 8 * u * row + (2 * 8 * c2 + 2 * 8 * g + 8 * g * d + 2 * 64 * g) * 4 + 8);
