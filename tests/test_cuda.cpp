@@ -119,7 +119,7 @@ std::string compile_for(const std::string& gguf, const std::string& target, cons
 // steps (the GEMV path with fused norms, graphs when enabled).
 const std::vector<int32_t> kPrompt = {768, 219, 218, 61, 432, 356, 163, 480, 63, 211, 78, 344};
 
-// With `prompt_tokens` > 12, a longer prompt of made-up ids: decoding then runs past 64 positions, where
+// With `prompt_tokens` > 12, a longer prompt of made-up ids: decoding then runs past 32 positions, where
 // attention splits the context into ranges merged by the kernel's last block.
 template <class Step>
 std::vector<float> prompt_then_decode(Step&& step, int32_t prompt_tokens = 12) {
@@ -362,7 +362,7 @@ TEST_CASE("cuda: the executor on the host emulator stays within the stated bound
 }
 
 TEST_CASE("cuda: emulated attention over a context split in ranges merges to ref's result", "[cuda]") {
-  // A 140-token prompt, then decode steps at positions 140..147: each (token, KV head) takes 3 blocks of
+  // A 140-token prompt, then decode steps at positions 140..147: each (token, KV head) takes 5 blocks of
   // positions whose states the last one merges. The same bounds as above.
   if (!have_nvrtc() || !emulator_usable() || !have_shared("golden/p1-gqa")) return;
   for (std::string mode : {"int8_token", "none"}) {
@@ -748,7 +748,7 @@ TEST_CASE("cuda gpu: parity with the HuggingFace goldens", "[cuda][gpu]") {
 }
 
 TEST_CASE("cuda gpu: ref bounds, graph replay against eager launches, PDL against none", "[cuda][gpu]") {
-  // Prompts of 12 and 140 tokens: decoding past 64 positions splits attention into merged ranges.
+  // Prompts of 12 and 140 tokens: decoding past 32 positions splits attention into merged ranges.
   if (!have_nvrtc() || !gpu()) return;
   for (std::string model : {"p1-gqa", "p2-mha"}) {
     if (!have_shared("golden/" + model)) continue;

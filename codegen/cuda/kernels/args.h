@@ -65,6 +65,7 @@ struct AttendArgs {
   int n_ctx;
   int T;
   int splits;              // position ranges per (token, KV head): the kernel's grid x, the step kernel's items
+  int min_range;           // positions per range at least: fewer ranges while the context is short
 };
 
 struct KvWriteArgs {
