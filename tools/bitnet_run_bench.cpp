@@ -145,13 +145,14 @@ int bench_main(int argc, char** argv) {
     };
     const double bytes_per_token = static_cast<double>(model->weight_bytes_per_token());
     const double roofline = bandwidth * 1e9 / bytes_per_token;
+    // A CUDA bundle's weights stream from the GPU's memory: the CPU's bandwidth is no roofline for it.
+    const bool gpu = model->target() == "cuda";
     nlohmann::json results = nlohmann::json::array();
     auto record = [&](const std::string& name, const std::vector<double>& rates) {
       nlohmann::json r{{"test", name}, {"tok_s_median", median(rates)}, {"tok_s_stddev", stddev(rates)},
                        {"tok_s_min", *std::min_element(rates.begin(), rates.end())}, {"tok_s_max", *std::max_element(rates.begin(), rates.end())},
                        {"samples", rates}};
-      // The roofline is the CPU's read bandwidth over the bytes per token: it says nothing of a GPU.
-      if (name.rfind("tg", 0) == 0 && name.find(' ') == std::string::npos && model->target() != "cuda") r["roofline_fraction"] = median(rates) / roofline;
+      if (name.rfind("tg", 0) == 0 && name.find(' ') == std::string::npos && !gpu) r["roofline_fraction"] = median(rates) / roofline;
       if (name.rfind("pp", 0) == 0) r["first_token_ms"] = n_prompt / median(rates) * 1e3;
       results.push_back(r);
     };
@@ -162,8 +163,6 @@ int bench_main(int argc, char** argv) {
                        {"isa", engine.isa()}, {"fused_kernels", engine.fused_kernels()}, {"threads", engine.threads()}, {"weight_bytes", model->weight_bytes()},
                        {"bytes_per_decoded_token", bytes_per_token}, {"peak_rss_mb", peak_rss_mb()}, {"peak_rss_gib", peak_rss_mb() * 1e6 / (1 << 30)},
                        {"repetitions", reps}, {"results", results}};
-    // A CUDA bundle's weights stream from the GPU's memory: the CPU's bandwidth is no roofline for it.
-    const bool gpu = model->target() == "cuda";
     out[gpu ? "host_read_bandwidth_gb_s" : "read_bandwidth_gb_s"] = bandwidth;
     if (!gpu) out["decode_roofline_tok_s"] = roofline;
     if (json) {
