@@ -26,6 +26,9 @@ class StepExecutor {
   // The greedy token (argmax of the logits, the lowest id among equals) of each of those rows. Backends
   // whose logits live elsewhere (a GPU) choose there and return only the ids.
   virtual std::vector<int32_t> run_greedy(const StepInputs& inputs);
+  // GB/s at which the device holding the weights reads its own memory, measured now (the decode
+  // roofline's numerator); 0 where the weights live in host memory, which the caller measures itself.
+  virtual double device_read_bandwidth_gb_s() { return 0; }
 };
 
 }  // namespace bitnet

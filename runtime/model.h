@@ -74,6 +74,9 @@ class Engine {
   int64_t n_seq() const { return n_seq_; }
   int threads() const { return threads_; }
   const std::string& isa() const { return isa_; }
+  // GB/s at which a GPU reads its own memory, measured now (the decode roofline of a CUDA bundle); 0 when
+  // the weights stream from host memory.
+  double device_read_bandwidth_gb_s() { return executor_->device_read_bandwidth_gb_s(); }
   // Which fused element-wise kernels run (x86: LLVM-generated from the bundle, or intrinsics).
   const std::string& fused_kernels() const { return fused_kernels_; }
 

@@ -559,6 +559,23 @@ TEST_CASE("cuda: BITNETC_CUDA_OMIT leaves the named kernels out and the executor
   CHECK(full.step({219}, {1}, {0}) != without.step({219}, {1}, {0}));
 }
 
+TEST_CASE("cuda: the read-bandwidth probe reads every byte of its buffer", "[cuda]") {
+  if (!have_nvrtc() || !emulator_usable() || !have_shared("golden/p1-gqa")) return;
+  TempDir tmp("cudaprobe");
+  const std::string bundle = compile_for(shared_testdata("golden/p1-gqa/model-i2_s.gguf"), "cuda", "int8_token", tmp);
+  cuda::CudaOptions options;
+  options.driver = emulator_for(bundle, tmp);
+  // 5 full turns of 4 loads for the emulator's 32 blocks of 256 threads, then a tail of 777 words; the
+  // executor throws when the blocks' sums miss a byte.
+  options.read_probe_bytes = 16 * (32 * 256 * 4 * 5 + 777);
+  CudaModel c = open_cuda(bundle, 64, 1, options);
+  const double gb_s = c.exec->device_read_bandwidth_gb_s();
+  CHECK(std::isfinite(gb_s));
+  CHECK(gb_s > 0);
+  // The engine still steps afterwards (the probe's buffers are gone, the stream is clean).
+  CHECK(c.step({768}, {0}, {0}).size() == static_cast<size_t>(c.model->n_vocab()));
+}
+
 namespace {
 // Every row's logits of one step of T tokens on a fresh engine (context 64): token t is (97 t + 5) % 768,
 // at position t of one sequence (a prompt) or at position 0 of sequence t of T (a batch).
@@ -678,6 +695,19 @@ TEST_CASE("cuda gpu: greedy ids chosen on the GPU are the host's argmax", "[cuda
   if (!have_nvrtc() || !gpu() || !have_shared("golden/p1-gqa")) return;
   TempDir tmp("cudagpugreedy");
   check_greedy(tmp, false);
+}
+
+TEST_CASE("cuda gpu: the read-bandwidth probe measures the GPU's memory", "[cuda][gpu]") {
+  if (!have_nvrtc() || !gpu() || !have_shared("golden/p1-gqa")) return;
+  TempDir tmp("cudagpuprobe");
+  const std::string bundle = compile_for(shared_testdata("golden/p1-gqa/model-i2_s.gguf"), "cuda", "int8_token", tmp);
+  CudaModel c = open_cuda(bundle, 64, 1, cuda::CudaOptions{});
+  const double gb_s = c.exec->device_read_bandwidth_gb_s();
+  INFO(gb_s << " GB/s");
+  // HBM of any data-centre GPU this backend targets (sm_80+): hundreds to thousands of GB/s; far above
+  // would mean the buffer sat in the L2 cache.
+  CHECK(gb_s > 300);
+  CHECK(gb_s < 20000);
 }
 
 TEST_CASE("cuda gpu: the grid barrier orders 500 rounds across every multiprocessor", "[cuda][gpu]") {

@@ -3,10 +3,11 @@
 // token of a p-token prompt) and text generation (tg: n steps of one token from each of b sequences, all
 // b decoded together) on random token ids, r repetitions after one warm-up each, reported as median tok/s
 // (all sequences together) with the spread.
-// It also measures the machine's read bandwidth with the same thread count (before the model is mapped,
-// so its buffer does not count in the peak RSS) and divides it by the bytes a decoded token reads (every
-// weight once: the ternary matrices and the LM head) to give the decode roofline and the fraction of it
-// reached (CPU bundles; for a CUDA bundle it reports the host's bandwidth under another name and no roofline).
+// It also measures the read bandwidth of the memory the weights stream from -- the host's with the same
+// thread count (before the model is mapped, so its buffer does not count in the peak RSS), or for a CUDA
+// bundle the GPU's (a probe kernel; the host's is then reported under another name) -- and divides it by
+// the bytes a decoded token reads (every weight once: the ternary matrices and the LM head) to give the
+// decode roofline and the fraction of it that batch-1 decoding reached.
 #include "ir/error.h"
 #include "tools/bitnet_run.h"
 #include "codegen/x86/thread_pool.h"
@@ -144,15 +145,16 @@ int bench_main(int argc, char** argv) {
       return rates;
     };
     const double bytes_per_token = static_cast<double>(model->weight_bytes_per_token());
-    const double roofline = bandwidth * 1e9 / bytes_per_token;
-    // A CUDA bundle's weights stream from the GPU's memory: the CPU's bandwidth is no roofline for it.
+    // A CUDA bundle's weights stream from the GPU's memory: its bandwidth, not the CPU's, is the roofline.
     const bool gpu = model->target() == "cuda";
+    const double device_bandwidth = gpu ? engine.device_read_bandwidth_gb_s() : 0.0;
+    const double roofline = (gpu ? device_bandwidth : bandwidth) * 1e9 / bytes_per_token;
     nlohmann::json results = nlohmann::json::array();
     auto record = [&](const std::string& name, const std::vector<double>& rates) {
       nlohmann::json r{{"test", name}, {"tok_s_median", median(rates)}, {"tok_s_stddev", stddev(rates)},
                        {"tok_s_min", *std::min_element(rates.begin(), rates.end())}, {"tok_s_max", *std::max_element(rates.begin(), rates.end())},
                        {"samples", rates}};
-      if (name.rfind("tg", 0) == 0 && name.find(' ') == std::string::npos && !gpu) r["roofline_fraction"] = median(rates) / roofline;
+      if (name.rfind("tg", 0) == 0 && name.find(' ') == std::string::npos && roofline > 0) r["roofline_fraction"] = median(rates) / roofline;
       if (name.rfind("pp", 0) == 0) r["first_token_ms"] = n_prompt / median(rates) * 1e3;
       results.push_back(r);
     };
@@ -163,8 +165,10 @@ int bench_main(int argc, char** argv) {
                        {"isa", engine.isa()}, {"fused_kernels", engine.fused_kernels()}, {"threads", engine.threads()}, {"weight_bytes", model->weight_bytes()},
                        {"bytes_per_decoded_token", bytes_per_token}, {"peak_rss_mb", peak_rss_mb()}, {"peak_rss_gib", peak_rss_mb() * 1e6 / (1 << 30)},
                        {"repetitions", reps}, {"results", results}};
-    out[gpu ? "host_read_bandwidth_gb_s" : "read_bandwidth_gb_s"] = bandwidth;
-    if (!gpu) out["decode_roofline_tok_s"] = roofline;
+    out["read_bandwidth_gb_s"] = gpu ? device_bandwidth : bandwidth;
+    out["read_bandwidth_of"] = gpu ? "gpu" : "host";
+    if (gpu) out["host_read_bandwidth_gb_s"] = bandwidth;
+    out["decode_roofline_tok_s"] = roofline;
     if (json) {
       std::printf("%s\n", out.dump(1).c_str());
       return 0;
@@ -179,8 +183,8 @@ int bench_main(int argc, char** argv) {
     }
     std::printf("\nfused kernels: %s\n", engine.fused_kernels().c_str());
     if (gpu) {
-      std::printf("a decoded token reads %.3f GB of weights from the GPU's memory (the host's read bandwidth, %.1f GB/s, is no roofline for it)\n",
-                  bytes_per_token / 1e9, bandwidth);
+      std::printf("GPU read bandwidth %.1f GB/s; a decoded token reads %.3f GB of weights -> decode roofline %.1f tok/s (host: %.1f GB/s)\n",
+                  device_bandwidth, bytes_per_token / 1e9, roofline, bandwidth);
     } else {
       std::printf("read bandwidth %.1f GB/s (%d threads); a decoded token reads %.3f GB of weights -> decode roofline %.1f tok/s\n", bandwidth, bw_threads,
                   bytes_per_token / 1e9, roofline);

@@ -982,6 +982,65 @@ std::vector<int32_t> CudaStepExecutor::run_greedy(const StepInputs& in) {
   return impl_->ids;
 }
 
+// The buffer is filled with the byte 0x5A, so every block's sums add up to (words x 4) x 0x5A5A5A5A mod
+// 2^32: a probe that skipped bytes fails instead of reporting a bandwidth. Best of 10 timed passes after a
+// warm-up (the first touches pages and loads the kernel), 8 blocks per SM (full occupancy).
+double CudaStepExecutor::device_read_bandwidth_gb_s() {
+  Impl& s = *impl_;
+  s.ok(s.api.cuCtxSetCurrent(s.context), "cuCtxSetCurrent");
+  uint64_t bytes = s.opt.read_probe_bytes;
+  if (bytes == 0) {
+    int l2 = 0;
+    s.ok(s.api.cuDeviceGetAttribute(&l2, CU_DEVICE_ATTRIBUTE_L2_CACHE_SIZE, s.device), "cuDeviceGetAttribute");
+    size_t free_bytes = 0, total_bytes = 0;
+    s.ok(s.api.cuMemGetInfo(&free_bytes, &total_bytes), "cuMemGetInfo");
+    bytes = std::min<uint64_t>(std::clamp<uint64_t>(8 * static_cast<uint64_t>(std::max(l2, 0)), uint64_t{256} << 20, uint64_t{1} << 30), free_bytes / 4);
+  }
+  const uint64_t words = bytes / 16;
+  if (words == 0) fail("{}: target cuda: no device memory left for the read-bandwidth probe", s.where);
+  const unsigned blocks = static_cast<unsigned>(8 * s.sms);
+  CUdeviceptr data = 0, sums = 0;
+  s.ok(s.api.cuMemAlloc(&data, words * 16), fmt::format("cuMemAlloc ({} bytes for the read-bandwidth probe)", words * 16));
+  std::vector<CUevent> marks(22);
+  auto release = [&] {
+    for (CUevent e : marks)
+      if (e) s.api.cuEventDestroy(e);
+    if (sums) s.api.cuMemFree(sums);
+    s.api.cuMemFree(data);
+  };
+  try {
+    s.ok(s.api.cuMemAlloc(&sums, blocks * 4u), "cuMemAlloc (read-bandwidth probe sums)");
+    s.ok(s.api.cuMemsetD8Async(data, 0x5A, words * 16, s.stream), "cuMemsetD8Async");
+    for (CUevent& e : marks) s.ok(s.api.cuEventCreate(&e, CU_EVENT_DEFAULT), "cuEventCreate");
+    const ReadProbeArgs a{dptr<void>(data), dptr<unsigned>(sums), static_cast<long long>(words)};
+    const CUfunction f = s.functions.at(s.plan.read_probe).function;
+    void* params[] = {const_cast<ReadProbeArgs*>(&a)};
+    for (size_t pass = 0; pass < marks.size() / 2; ++pass) {
+      s.ok(s.api.cuEventRecord(marks[2 * pass], s.stream), "cuEventRecord");
+      s.ok(s.api.cuLaunchKernel(f, blocks, 1, 1, 256, 1, 1, 0, s.stream, params, nullptr), "launching " + s.plan.read_probe);
+      s.ok(s.api.cuEventRecord(marks[2 * pass + 1], s.stream), "cuEventRecord");
+    }
+    std::vector<uint32_t> got(blocks);
+    s.ok(s.api.cuMemcpyDtoHAsync(got.data(), sums, blocks * 4u, s.stream), "cuMemcpyDtoHAsync (probe sums)");
+    s.ok(s.api.cuStreamSynchronize(s.stream), "cuStreamSynchronize");
+    uint32_t total = 0;
+    for (uint32_t v : got) total += v;
+    const uint32_t expected = static_cast<uint32_t>(words * 4) * 0x5A5A5A5Au;
+    if (total != expected) fail("internal: {}: target cuda: the read-bandwidth probe summed {:#x}, expected {:#x}", s.where, total, expected);
+    float best_ms = 0;
+    for (size_t pass = 1; pass < marks.size() / 2; ++pass) {
+      float ms = 0;
+      s.ok(s.api.cuEventElapsedTime(&ms, marks[2 * pass], marks[2 * pass + 1]), "cuEventElapsedTime");
+      if (ms > 0 && (best_ms == 0 || ms < best_ms)) best_ms = ms;
+    }
+    release();
+    return best_ms > 0 ? static_cast<double>(words * 16) / (best_ms * 1e-3) / 1e9 : 0.0;
+  } catch (...) {
+    release();
+    throw;
+  }
+}
+
 std::string CudaStepExecutor::describe() const {
   const Impl& s = *impl_;
   std::string d = fmt::format("{}, {} {}", s.device_name, s.image_arch, s.image_ptx ? "PTX (JIT)" : "cubin");

@@ -55,6 +55,9 @@ struct CudaOptions {
   // Diagnosis only: kernels whose name contains one of these are not launched, so a bench measures what
   // they cost inside graphs with PDL (where per-kernel timers cannot look). The results are then wrong.
   std::vector<std::string> omit_kernels;
+  // The read-bandwidth probe's buffer: 0 picks 8 x the L2 cache, 256 MiB .. 1 GiB and at most a quarter of
+  // the free memory (tests on the host emulator give a small one).
+  uint64_t read_probe_bytes = 0;
   int device = 0;
   std::shared_ptr<const DriverApi> driver;  // null: libcuda.so.1 (tests pass the host emulator)
 };
@@ -72,6 +75,7 @@ class CudaStepExecutor : public StepExecutor {
   ~CudaStepExecutor() override;
   std::span<const float> run(const StepInputs& inputs) override;
   std::vector<int32_t> run_greedy(const StepInputs& inputs) override;  // the argmax on the GPU: only ids come back
+  double device_read_bandwidth_gb_s() override;  // kernels/read_probe.cu.in over CudaOptions::read_probe_bytes
 
   std::string describe() const;     // "NVIDIA H100 80GB HBM3, sm_90 cubin, graphs, PDL, persistent decode step (132 blocks)"
   uint64_t device_bytes() const;    // what this executor allocated on the device

@@ -29,6 +29,7 @@ class Planner {
     for (size_t i = 0; i < m_.nodes.size(); ++i) plan_node(i);
     const int64_t n_vocab = m_.values[m_.output].type.dims.back();
     plan_.argmax = add(fmt::format("argmax_n{}", n_vocab), "argmax.cu.in", {{"N", str(n_vocab)}});
+    plan_.read_probe = add("read_probe", "read_probe.cu.in", {});
     plan_step();
     return std::move(plan_);
   }

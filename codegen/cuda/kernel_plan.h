@@ -107,6 +107,7 @@ struct ModulePlan {
   std::vector<KernelSpec> kernels;  // every distinct kernel, in first-use order
   bool kv_f32 = false;              // float activations anywhere: an f32 KV cache (as the x86 backend)
   std::string argmax;               // the greedy choice of each logits row (steps that return token ids)
+  std::string read_probe;           // the device memory's read bandwidth (bench's decode roofline)
   // Decode steps of one token as one persistent kernel (step_t1.cu.in) when every op has a phase (int8
   // activations; the LM head runs after it as its own kernel); "" otherwise.
   std::string step_kernel;

@@ -94,6 +94,12 @@ struct ArgmaxArgs {  // the greedy choice per logits row
   int* ids;                // [T]
 };
 
+struct ReadProbeArgs {  // the read-bandwidth probe: per block the sum (mod 2^32) of the 32-bit lanes it read
+  const void* data;        // [words] 16-byte words
+  unsigned* sums;          // [blocks]
+  long long words;
+};
+
 struct EltwiseArgs {
   const float* a;
   const float* b;
