@@ -263,6 +263,7 @@ class Planner {
       tile_holes["PROLOGUE_CODE"] = own_row ? prologue_code : std::string(kernel_template("prologue_q8.cu.in"));
       const bool norm_prologue = out.prologue == Prologue::Norm || out.prologue == Prologue::AddNorm;
       tile_holes["EARLY_NORM_WEIGHT"] = own_row && norm_prologue ? "true" : "false";
+      tile_holes["WARP_QSUM"] = own_row && out.prologue != Prologue::Q8 ? "true" : "false";
       out.tiles[ti] = add(fmt::format("tgemv_{}_n{}_k{}_{}_t{}_p{}", e.tag, n, k, own_row ? prologue_tag : "q8", tt, out.pairs_per_warp[ti]),
                           "ternary_gemv.cu.in", tile_holes, true, static_cast<int>(tt * k));
     }

@@ -173,8 +173,9 @@ KFN void load_norm_weights(const float* w, NormWeights<K>& nw) {
 // norm_quant_row for one token row and the whole block (256 threads), the row held in registers: read
 // once (bypassing L1: in the persistent step kernel the row was written by other blocks), then reduced
 // three times. Thread i takes elements i, i + 256, ... in that order and the reductions are group_*<256>,
-// so the bytes are exactly norm_quant_row<K, 256, ...>'s.
-template <int K, bool ADD, bool NORM>
+// so the bytes are exactly norm_quant_row<K, 256, ...>'s. Without QSUM the sum of the q is left to the
+// caller (*sum_out untouched): one block reduction fewer.
+template <int K, bool ADD, bool NORM, bool QSUM = true>
 KFN void norm_quant_regs(const float* x, const float* x_add, const NormWeights<K>& nw, float eps, float* x_sum, i8* q, float* mult_out, int* sum_out,
                          NormScratch& red) {
   constexpr int PER = (K + 255) / 256;
@@ -217,10 +218,10 @@ KFN void norm_quant_regs(const float* x, const float* x_add, const NormWeights<K
     q[i] = static_cast<i8>(qi);
     sum += qi;
   }
-  sum = group_sum_i<256>(sum, red.qsum);
+  if (QSUM) sum = group_sum_i<256>(sum, red.qsum);
   if (threadIdx.x == 0) {
     *mult_out = a;
-    *sum_out = sum;
+    if (QSUM) *sum_out = sum;
   }
 }
 
