@@ -999,46 +999,44 @@ double CudaStepExecutor::device_read_bandwidth_gb_s() {
   const uint64_t words = bytes / 16;
   if (words == 0) fail("{}: target cuda: no device memory left for the read-bandwidth probe", s.where);
   const unsigned blocks = static_cast<unsigned>(8 * s.sms);
-  CUdeviceptr data = 0, sums = 0;
-  s.ok(s.api.cuMemAlloc(&data, words * 16), fmt::format("cuMemAlloc ({} bytes for the read-bandwidth probe)", words * 16));
-  std::vector<CUevent> marks(22);
-  auto release = [&] {
-    for (CUevent e : marks)
-      if (e) s.api.cuEventDestroy(e);
-    if (sums) s.api.cuMemFree(sums);
-    s.api.cuMemFree(data);
-  };
-  try {
-    s.ok(s.api.cuMemAlloc(&sums, blocks * 4u), "cuMemAlloc (read-bandwidth probe sums)");
-    s.ok(s.api.cuMemsetD8Async(data, 0x5A, words * 16, s.stream), "cuMemsetD8Async");
-    for (CUevent& e : marks) s.ok(s.api.cuEventCreate(&e, CU_EVENT_DEFAULT), "cuEventCreate");
-    const ReadProbeArgs a{dptr<void>(data), dptr<unsigned>(sums), static_cast<long long>(words)};
-    const CUfunction f = s.functions.at(s.plan.read_probe).function;
-    void* params[] = {const_cast<ReadProbeArgs*>(&a)};
-    for (size_t pass = 0; pass < marks.size() / 2; ++pass) {
-      s.ok(s.api.cuEventRecord(marks[2 * pass], s.stream), "cuEventRecord");
-      s.ok(s.api.cuLaunchKernel(f, blocks, 1, 1, 256, 1, 1, 0, s.stream, params, nullptr), "launching " + s.plan.read_probe);
-      s.ok(s.api.cuEventRecord(marks[2 * pass + 1], s.stream), "cuEventRecord");
+  constexpr size_t kPasses = 11;
+  struct Buffers {  // the probe's own, freed on every way out (they are not the executor's allocations)
+    const DriverApi& api;
+    CUdeviceptr data = 0, sums = 0;
+    std::vector<CUevent> marks = std::vector<CUevent>(2 * kPasses);  // before and after each pass
+    ~Buffers() {
+      for (CUevent e : marks)
+        if (e) api.cuEventDestroy(e);
+      if (sums) api.cuMemFree(sums);
+      if (data) api.cuMemFree(data);
     }
-    std::vector<uint32_t> got(blocks);
-    s.ok(s.api.cuMemcpyDtoHAsync(got.data(), sums, blocks * 4u, s.stream), "cuMemcpyDtoHAsync (probe sums)");
-    s.ok(s.api.cuStreamSynchronize(s.stream), "cuStreamSynchronize");
-    uint32_t total = 0;
-    for (uint32_t v : got) total += v;
-    const uint32_t expected = static_cast<uint32_t>(words * 4) * 0x5A5A5A5Au;
-    if (total != expected) fail("internal: {}: target cuda: the read-bandwidth probe summed {:#x}, expected {:#x}", s.where, total, expected);
-    float best_ms = 0;
-    for (size_t pass = 1; pass < marks.size() / 2; ++pass) {
-      float ms = 0;
-      s.ok(s.api.cuEventElapsedTime(&ms, marks[2 * pass], marks[2 * pass + 1]), "cuEventElapsedTime");
-      if (ms > 0 && (best_ms == 0 || ms < best_ms)) best_ms = ms;
-    }
-    release();
-    return best_ms > 0 ? static_cast<double>(words * 16) / (best_ms * 1e-3) / 1e9 : 0.0;
-  } catch (...) {
-    release();
-    throw;
+  } b{s.api};
+  s.ok(s.api.cuMemAlloc(&b.data, words * 16), fmt::format("cuMemAlloc ({} bytes for the read-bandwidth probe)", words * 16));
+  s.ok(s.api.cuMemAlloc(&b.sums, blocks * 4u), "cuMemAlloc (read-bandwidth probe sums)");
+  s.ok(s.api.cuMemsetD8Async(b.data, 0x5A, words * 16, s.stream), "cuMemsetD8Async");
+  for (CUevent& e : b.marks) s.ok(s.api.cuEventCreate(&e, CU_EVENT_DEFAULT), "cuEventCreate");
+  const ReadProbeArgs a{dptr<void>(b.data), dptr<unsigned>(b.sums), static_cast<long long>(words)};
+  const CUfunction f = s.functions.at(s.plan.read_probe).function;
+  void* params[] = {const_cast<ReadProbeArgs*>(&a)};
+  for (size_t pass = 0; pass < kPasses; ++pass) {
+    s.ok(s.api.cuEventRecord(b.marks[2 * pass], s.stream), "cuEventRecord");
+    s.ok(s.api.cuLaunchKernel(f, blocks, 1, 1, 256, 1, 1, 0, s.stream, params, nullptr), "launching " + s.plan.read_probe);
+    s.ok(s.api.cuEventRecord(b.marks[2 * pass + 1], s.stream), "cuEventRecord");
   }
+  std::vector<uint32_t> got(blocks);
+  s.ok(s.api.cuMemcpyDtoHAsync(got.data(), b.sums, blocks * 4u, s.stream), "cuMemcpyDtoHAsync (probe sums)");
+  s.ok(s.api.cuStreamSynchronize(s.stream), "cuStreamSynchronize");
+  uint32_t total = 0;
+  for (uint32_t v : got) total += v;
+  const uint32_t expected = static_cast<uint32_t>(words * 4) * 0x5A5A5A5Au;
+  if (total != expected) fail("internal: {}: target cuda: the read-bandwidth probe summed {:#x}, expected {:#x}", s.where, total, expected);
+  float best_ms = 0;
+  for (size_t pass = 1; pass < kPasses; ++pass) {  // pass 0: the warm-up
+    float ms = 0;
+    s.ok(s.api.cuEventElapsedTime(&ms, b.marks[2 * pass], b.marks[2 * pass + 1]), "cuEventElapsedTime");
+    if (ms > 0 && (best_ms == 0 || ms < best_ms)) best_ms = ms;
+  }
+  return best_ms > 0 ? static_cast<double>(words * 16) / (best_ms * 1e-3) / 1e9 : 0.0;
 }
 
 std::string CudaStepExecutor::describe() const {
